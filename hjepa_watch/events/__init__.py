@@ -1,0 +1,1 @@
+"""Ingest: TensorBoard event files -> scalar batches (records, decode, discovery, tailing)."""
