@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from google.protobuf.message import DecodeError
+from numpy.lib.stride_tricks import sliding_window_view
 from tensorboard.compat.proto import event_pb2, types_pb2
 
 from hjepa_watch.events.records import HEADER, ReadResult
@@ -141,7 +141,9 @@ def _tag_words(buf: np.ndarray, pos: np.ndarray, tlen: int) -> np.ndarray:
     return words
 
 
-def _representatives(keys: np.ndarray, same: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def _representatives(
+    keys: np.ndarray, same: Callable[[np.ndarray, np.ndarray], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
     """Pick, for each row, a representative row with an equal key, exactly.
 
     Rows are bucketed by the hash ``keys``; a bucket's representative is one of its
@@ -345,7 +347,9 @@ class RunDecoder:
         if len(parts) == 1:
             return parts[0][1]
         order = np.argsort(np.concatenate([p[0] for p in parts]), kind="stable")
-        return Columns(*(np.concatenate([getattr(p[1], f) for p in parts])[order] for f in Columns.__dataclass_fields__))
+        return Columns(
+            *(np.concatenate([getattr(p[1], f) for p in parts])[order] for f in Columns.__dataclass_fields__)
+        )
 
     def _decode_slow(self, result: ReadResult, which: np.ndarray) -> tuple[np.ndarray, Columns] | None:
         rec: list[int] = []
@@ -377,7 +381,10 @@ class RunDecoder:
         if not rec:
             return None
         return np.array(rec, np.int64), Columns(
-            np.array(ids, np.int32), np.array(steps, np.int64), np.array(walls, np.float64), np.array(values, np.float64)
+            np.array(ids, np.int32),
+            np.array(steps, np.int64),
+            np.array(walls, np.float64),
+            np.array(values, np.float64),
         )
 
     def _value(self, v) -> float | None:

@@ -211,13 +211,13 @@ class Tailer:
         except OSError as e:
             self._notice("unreadable", path, f"cannot stat {path}: {e.strerror}; will retry", f"file:{path}")
             return
-        reader = f.reader
         ino = (st.st_dev, st.st_ino)
         if f.ino is not None and ino != f.ino:
             self._replaced(path, f, st.st_size)
-        elif st.st_size < reader.offset:
+        elif st.st_size < f.reader.offset:
             self._restart(path, f, "truncated", f"{path} was truncated; reading it again from the start")
         f.ino = ino
+        reader = f.reader
         if st.st_size == reader.offset:
             return
         try:
@@ -249,7 +249,9 @@ class Tailer:
     def _on_corrupt(self, report: CorruptReport) -> None:
         action = "skipped" if self.corrupt_grace <= 0 else f"re-checking for {self.corrupt_grace:g}s before skipping"
         self._notice(
-            "corrupt", report.path, f"{report.path}: corrupt record at offset {report.offset} ({report.reason}); {action}"
+            "corrupt",
+            report.path,
+            f"{report.path}: corrupt record at offset {report.offset} ({report.reason}); {action}",
         )
 
     def _forget(self, run: _Run, path: str) -> None:
