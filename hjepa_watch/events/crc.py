@@ -119,3 +119,23 @@ def crc0_of_columns(diff: np.ndarray, length: int, columns: np.ndarray) -> np.nd
     for p in columns:
         acc ^= tables[length - 1 - int(p)][diff[:, p]]
     return acc
+
+
+def same_length_crcs(rows: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CRC32C of the first ``length`` bytes of every row, checked against row 0.
+
+    ``crc(row) == crc(row0) ^ crc0(row ^ row0)``: one C call for row 0, then table
+    lookups for the columns where some row differs from it.
+
+    Args:
+        rows: (n, w) uint8 array, n >= 1, w >= length and w a multiple of 8.
+
+    Returns:
+        (crcs, diff, columns): the CRCs (uint32), ``rows ^ rows[0]``, and the columns
+        (< length) where any row differs from row 0 (callers reuse the last two).
+    """
+    diff = rows ^ rows[0]
+    cols = np.bitwise_or.reduce(diff.view(np.uint64), axis=0).view(np.uint8)[:length]
+    cols = np.flatnonzero(cols)
+    crcs = crc0_of_columns(diff, length, cols) ^ np.uint32(crc32c(rows[0, :length].tobytes()))
+    return crcs, diff, cols

@@ -101,15 +101,21 @@ def frame_slow(buf: np.ndarray, start: int, end: int) -> Frames:
         pos += OVERHEAD + length
 
 
-def _candidates(buf: np.ndarray, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positions in [start, end) holding a CRC-valid header, and their lengths."""
+def _candidates(buf: np.ndarray, start: int, end: int, event_only: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in [start, end) holding a CRC-valid header, and their lengths.
+
+    With ``event_only``, only headers followed by 0x09 (an Event's wall_time field,
+    which every writer puts first) are proposed: a quarter of the header checks.
+    Records that miss it are still found, one at a time, by :func:`frame`.
+    """
     n = end - start
     if n < HEADER:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    z = buf[start : end - 4] == 0
-    pair = z[:-1] & z[1:]
-    quad = pair[:-2] & pair[2:]  # quad[i]: bytes i..i+3 are zero
+    # quad[i]: bytes start+i .. start+i+3 are zero (an unaligned uint32 view, one pass).
+    quad = np.ndarray((n - 3,), "<u4", buf, offset=start, strides=(1,)) == 0
     idx = np.flatnonzero(quad[4 : n - 7]) + start
+    if event_only and len(idx):
+        idx = idx[buf[idx + HEADER] == 0x09]
     if not len(idx):
         return idx.astype(np.int64), idx.astype(np.int64)
     win = sliding_window_view(buf, 4)
@@ -134,32 +140,42 @@ def frame(buf: np.ndarray, start: int, end: int) -> Frames:
     """
     cands, clens = _candidates(buf, start, end)
     nxt = cands + OVERHEAD + clens
-    # links[k]: candidate k's successor is candidate k+1, so the chain runs on.
+    # breaks[k]: candidate k's successor is not candidate k+1, so a run of links ends.
     breaks = np.flatnonzero(np.append(nxt[:-1] != cands[1:], True))
     parts_s: list[np.ndarray] = []
     parts_l: list[np.ndarray] = []
     pos = start
     while pos < end:
         j = int(np.searchsorted(cands, pos))
-        if j >= len(cands) or cands[j] != pos:
-            break
-        k = int(breaks[np.searchsorted(breaks, j)])
-        if nxt[k] > end:  # the last record of this run is incomplete
-            parts_s.append(cands[j:k])
+        if j < len(cands) and cands[j] == pos:
+            k = int(breaks[np.searchsorted(breaks, j)])
+            if nxt[k] <= end:
+                parts_s.append(cands[j : k + 1])
+                parts_l.append(clens[j : k + 1])
+                pos = int(nxt[k])
+                continue
+            parts_s.append(cands[j:k])  # the last record of this run is incomplete
             parts_l.append(clens[j:k])
             pos = int(cands[k])
-            break
-        parts_s.append(cands[j : k + 1])
-        parts_l.append(clens[j : k + 1])
-        pos = int(nxt[k])
-    starts = np.concatenate(parts_s) if parts_s else np.empty(0, np.int64)
-    lengths = np.concatenate(parts_l) if parts_l else np.empty(0, np.int64)
-    if pos == end:
-        return Frames(starts, lengths, pos, Stop.END)
-    bad, length = _header_at(buf, pos, end)
-    if bad is None:  # a valid header that is not a candidate can only be incomplete
-        bad, length = Stop.PARTIAL, OVERHEAD + length
-    return Frames(starts, lengths, pos, bad, length if bad is Stop.PARTIAL else 0)
+        # Not proposed (or incomplete): one exact step.
+        bad, length = _header_at(buf, pos, end)
+        if bad is None and pos + OVERHEAD + length <= end:
+            parts_s.append(np.array([pos], np.int64))
+            parts_l.append(np.array([length], np.int64))
+            pos += OVERHEAD + length
+            continue
+        if bad is None:
+            bad, length = Stop.PARTIAL, OVERHEAD + length
+        starts, lengths = _concat(parts_s, parts_l)
+        return Frames(starts, lengths, pos, bad, length if bad is Stop.PARTIAL else 0)
+    starts, lengths = _concat(parts_s, parts_l)
+    return Frames(starts, lengths, pos, Stop.END)
+
+
+def _concat(parts_s: list[np.ndarray], parts_l: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    if not parts_s:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    return np.concatenate(parts_s), np.concatenate(parts_l)
 
 
 def _stored_data_crcs(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -176,61 +192,44 @@ def verify_data(
     buf: np.ndarray,
     starts: np.ndarray,
     lengths: np.ndarray,
-    ref: np.ndarray | None = None,
+    checked: np.ndarray | None = None,
 ) -> np.ndarray:
     """Check the data CRC of every record.
+
+    Records of equal length are checked together against the first of them (see
+    :func:`hjepa_watch.events.crc.same_length_crcs`); long ones one by one.
 
     Args:
         buf: the buffer the records are in (with :data:`PAD` bytes of slack).
         starts: header offsets.
         lengths: data lengths.
-        ref: optional hint, for each record the index of another record of the same
-            length whose bytes are mostly the same (-1: none). Records are checked
-            against their reference with table lookups for the differing bytes only;
-            the references themselves, and records without one, are checked directly.
-            Correctness does not depend on the hint, only speed.
+        checked: optional int8 per record: 1 or 0 where the caller has already
+            checked it (ok or not), -1 where it has not.
 
     Returns:
         bool array, True where the stored CRC matches the data.
     """
     n = len(starts)
-    stored = _stored_data_crcs(buf, starts, lengths)
-    ok = np.zeros(n, bool)
-    if ref is None:
-        ref = np.full(n, -1, np.int64)
-    ref = np.where((ref >= 0) & (ref != np.arange(n)), ref, -1)
-    safe_ref = np.where(ref >= 0, ref, 0)
-    vec = (ref >= 0) & (lengths <= VECTOR_MAX) & (lengths[safe_ref] == lengths)
-    # References are checked directly, once each.
-    direct = np.union1d(np.flatnonzero(~vec), np.unique(ref[vec]))
-    ref_ok = np.zeros(n, bool)
-    for i in direct.tolist():
-        ref_ok[i] = _direct_check(buf, int(starts[i]), int(lengths[i]), int(stored[i]))
-    ok[direct] = ref_ok[direct]
-    idx = np.flatnonzero(vec)
-    if len(idx):
-        lens = lengths[idx]
-        order = np.argsort(lens.astype(np.uint16), kind="stable")  # radix sort
-        idx, lens = idx[order], lens[order]
-        bounds = np.flatnonzero(np.diff(lens)) + 1
-        win_cache: dict[int, np.ndarray] = {}
-        for a, b in zip(np.r_[0, bounds].tolist(), np.r_[bounds, len(idx)].tolist(), strict=True):
-            length = int(lens[a])
-            width = (length + 7) & ~7
-            win = win_cache.get(width)
-            if win is None:
-                win = win_cache[width] = sliding_window_view(buf, width)
-            rec = idx[a:b]
-            refs = ref[rec]
-            diff = win[starts[rec] + HEADER] ^ win[starts[refs] + HEADER]
-            cols = np.bitwise_or.reduce(diff.view(np.uint64), axis=0).view(np.uint8)
-            cols = np.flatnonzero(cols[:length])
-            got = _crc.crc0_of_columns(diff, length, cols)
-            # crc(rec) == crc(ref) ^ crc0(rec ^ ref), and the ref was checked above.
-            ok[rec] = ref_ok[refs] & ((stored[rec] ^ stored[refs]) == got)
-        # A damaged reference says nothing about the records that lean on it.
-        for i in idx[~ref_ok[ref[idx]]].tolist():
-            ok[i] = _direct_check(buf, int(starts[i]), int(lengths[i]), int(stored[i]))
+    ok = np.zeros(n, bool) if checked is None else checked == 1
+    todo = np.arange(n) if checked is None else np.flatnonzero(checked < 0)
+    if not len(todo):
+        return ok
+    stored = _stored_data_crcs(buf, starts[todo], lengths[todo])
+    lens = lengths[todo]
+    small = lens <= VECTOR_MAX
+    for i in np.flatnonzero(~small).tolist():
+        ok[todo[i]] = _direct_check(buf, int(starts[todo[i]]), int(lens[i]), int(stored[i]))
+    sel = np.flatnonzero(small)
+    if not len(sel):
+        return ok
+    order = sel[np.argsort(lens[sel].astype(np.uint16), kind="stable")]  # a radix sort
+    bounds = np.flatnonzero(np.diff(lens[order])) + 1
+    for a, b in zip(np.r_[0, bounds].tolist(), np.r_[bounds, len(order)].tolist(), strict=True):
+        group = order[a:b]
+        length = int(lens[group[0]])
+        rows = sliding_window_view(buf, (length + 7) & ~7)[starts[todo[group]] + HEADER]
+        crcs, _, _ = _crc.same_length_crcs(rows, length)
+        ok[todo[group]] = crcs == stored[group]
     return ok
 
 
@@ -256,9 +255,10 @@ class ReadResult:
     end: int
 
 
-#: A planner looks at framed records before their CRCs are checked and returns
-#: (reference hint for :func:`verify_data`, opaque plan). The reader cuts the plan
-#: to the records that verified with ``cut(plan, n)``.
+#: A planner parses framed records before their CRCs are known and returns
+#: (per-record int8 CRC verdicts it reached itself: 1 ok, 0 bad, -1 not checked;
+#: opaque plan). The reader checks the rest and cuts the plan to the records
+#: before the first bad one with ``cut(plan, n)``.
 Planner = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray | None, object]]
 
 
@@ -344,8 +344,8 @@ class RecordReader:
                 frames = frame(buf, 0, got)
                 count = len(frames.starts)
                 if count:
-                    ref, plan = planner(buf, frames.starts, frames.lengths)
-                    ok = verify_data(buf, frames.starts, frames.lengths, ref)
+                    checked, plan = planner(buf, frames.starts, frames.lengths)
+                    ok = verify_data(buf, frames.starts, frames.lengths, checked)
                     bad = np.flatnonzero(~ok)
                     good = int(bad[0]) if len(bad) else count
                     if good:
@@ -410,7 +410,7 @@ class RecordReader:
             buf = np.zeros(n + PAD, np.uint8)
             f.seek(pos)
             got = f.readinto(memoryview(buf)[:n])
-            cands, lens = _candidates(buf, 0, got)
+            cands, lens = _candidates(buf, 0, got, event_only=False)
             for c, length in zip(cands.tolist(), lens.tolist(), strict=True):
                 if c + OVERHEAD + length > got:
                     if c == 0:
