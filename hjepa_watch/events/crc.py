@@ -86,21 +86,38 @@ class _DistanceTables:
 DISTANCE_TABLES = _DistanceTables()
 
 
-def header_crcs(length_bytes: np.ndarray) -> np.ndarray:
-    """Masked CRC32C of 8-byte little-endian lengths whose upper 4 bytes are zero.
+@functools.lru_cache(maxsize=1)
+def _short_header_table() -> np.ndarray:
+    """Masked header CRC of every length below 65536 (most records are shorter)."""
+    n = np.arange(1 << 16, dtype=np.uint32)
+    return _header_crcs_by_bytes(n.view(np.uint8).reshape(-1, 4))
 
-    Args:
-        length_bytes: (n, 4) uint8 array, the low four bytes of each length.
 
-    Returns:
-        (n,) uint32 array of the masked CRCs that a valid header stores.
-    """
+def _header_crcs_by_bytes(length_bytes: np.ndarray) -> np.ndarray:
     tables = DISTANCE_TABLES.upto(7)
     # crc(x) = crc(0^8) ^ crc0(x): the four zero bytes contribute nothing to crc0.
     acc = np.full(len(length_bytes), crc32c(bytes(8)), dtype=np.uint32)
     for j in range(4):
         acc ^= tables[7 - j][length_bytes[:, j]]
     return mask_array(acc)
+
+
+def header_crcs(lengths: np.ndarray) -> np.ndarray:
+    """Masked CRC32C of 8-byte little-endian lengths below 2**32, as headers store it.
+
+    Args:
+        lengths: uint32 array.
+
+    Returns:
+        (n,) uint32 array.
+    """
+    short = _short_header_table()
+    small = lengths < len(short)
+    out = short[np.where(small, lengths, 0)]
+    if not small.all():
+        big = np.flatnonzero(~small)
+        out[big] = _header_crcs_by_bytes(np.ascontiguousarray(lengths[big], dtype="<u4").view(np.uint8).reshape(-1, 4))
+    return out
 
 
 def crc0_of_columns(diff: np.ndarray, length: int, columns: np.ndarray) -> np.ndarray:

@@ -24,11 +24,10 @@ from typing import NamedTuple
 
 import numpy as np
 from google.protobuf.message import DecodeError
-from numpy.lib.stride_tricks import sliding_window_view
 from tensorboard.compat.proto import event_pb2, types_pb2
 
 from hjepa_watch.events import crc as _crc
-from hjepa_watch.events.records import HEADER, ReadResult
+from hjepa_watch.events.records import HEADER, ReadResult, gather_rows
 
 SCALARS_PLUGIN = "scalars"
 _MAX_STEP_BYTES = 5  # steps below 2**35 take the vectorised path
@@ -108,11 +107,6 @@ class FastPlan:
         return FastPlan(self.idx[:k], self.tag[:k], self.tags, self.step[:k], self.wall_time[:k], self.value[:k], n)
 
 
-def _gather(buf: np.ndarray, width: int, pos: np.ndarray) -> np.ndarray:
-    """Rows of ``width`` bytes starting at each of ``pos`` (a copy)."""
-    return sliding_window_view(buf, width)[pos]
-
-
 def _representatives(keys: np.ndarray, same: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
     """For each row, a row with an equal key (by ``same``, exactly), in O(rows).
 
@@ -136,26 +130,45 @@ def _representatives(keys: np.ndarray, same: Callable[[np.ndarray, np.ndarray], 
     return rep
 
 
-def _layout_keys(buf: np.ndarray, d: np.ndarray, length: np.ndarray) -> np.ndarray:
-    """length * 8 + the step's varint size (0: no step field); 0 where no fast layout fits."""
-    has_step = buf[d + 9] == 0x10
-    more = _gather(buf, _MAX_STEP_BYTES, d + 10) >= 0x80
-    nbytes = np.ones(len(d), np.int64)
-    run = np.ones(len(d), bool)
+def _layout_keys(head: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """length * 8 + the step's varint size (0: no step field); 0 where no fast layout fits.
+
+    Args:
+        head: (n, 8) uint8, data bytes 8..15 of each record.
+        length: data lengths.
+    """
+    has_step = head[:, 1] == 0x10
+    nbytes = np.ones(len(head), np.int64)
+    run = np.ones(len(head), bool)
     for j in range(_MAX_STEP_BYTES):
-        run &= more[:, j]
+        run &= head[:, 2 + j] >= 0x80
         nbytes += run
     nbytes = np.where(has_step, nbytes, 0)
     return np.where(run & has_step, 0, length * 8 + nbytes)
+
+
+_K = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _same_words(columns: list[np.ndarray], i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Rows i and j agree in every column (i is often all rows in order: no gather)."""
+    whole = len(i) == len(columns[0])
+    acc = np.zeros(len(i), np.uint64)
+    for col in columns:
+        acc |= (col if whole else col[i]) ^ col[j]
+    return acc == 0
 
 
 def plan(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, FastPlan]:
     """Parse and CRC-check every record with torch's simple_value layout, all at once.
 
     Records are grouped by layout (length, size of the step varint): within a group
-    every field sits at a fixed column, so parsing is column slicing of one
-    (records x bytes) matrix, and the CRC check is the one of
-    :func:`~hjepa_watch.events.crc.same_length_crcs` on the same matrix.
+    every field sits at a fixed column of one (records x bytes) matrix, so parsing
+    is slicing. Each record is paired with a representative of the same tag; the
+    columns where any record differs from its representative are, in the common
+    case, only those of the wall time, step and value. That one fact proves the tags
+    equal, the layout sound (checked once per representative), and makes the CRC
+    check a dozen table lookups per record (see :mod:`hjepa_watch.events.crc`).
 
     Returns:
         (int8 CRC verdict per record: 1 ok, 0 bad, -1 not checked; the plan).
@@ -164,9 +177,9 @@ def plan(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.n
     checked = np.full(n, -1, np.int8)
     d_all = starts + HEADER
     cand = np.flatnonzero((lengths >= 21) & (lengths <= 160) & (buf[d_all] == 0x09))
-    d, length = d_all[cand], lengths[cand]
-    keys = _layout_keys(buf, d, length)
-    order = np.argsort(keys.astype(np.uint16), kind="stable")  # radix sort; keys < 2**11
+    d = d_all[cand]
+    keys = _layout_keys(gather_rows(buf, 8, d + 8), lengths[cand])
+    order = np.argsort(keys.astype(np.uint16), kind="stable")  # a radix sort: keys < 2**11
     bounds = np.flatnonzero(np.diff(keys[order])) + 1
     fast = np.zeros(len(cand), bool)
     tag = np.zeros(len(cand), np.int64)
@@ -179,47 +192,55 @@ def plan(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.n
         rows = order[a:b]
         key = int(keys[rows[0]])
         size, nb = divmod(key, 8)
-        p = 9 + (1 + nb if nb else 0)  # the summary field
-        tlen = size - p - 11
-        if not key or not 1 <= tlen <= 118:
+        p = 9 + (1 + nb if nb else 0)  # where the summary field starts
+        t0, t1 = p + 6, size - 5  # the tag bytes
+        if not key or not 1 <= t1 - t0 <= 118:
             continue
-        x = _gather(buf, (size + 4 + 7) & ~7, d[rows])  # data and its stored CRC
-        cols = [0, 9, p, p + 1, p + 2, p + 3, p + 4, p + 5, p + 6 + tlen]
-        want = [0x09, 0x10 if nb else 0x2A, 0x2A, tlen + 9, 0x0A, tlen + 7, 0x0A, tlen, 0x15]
-        good = (x[:, cols] == np.array(want, np.uint8)).all(axis=1)
-        if not good.all():
-            rows, x = rows[good], x[good]
+        x = gather_rows(buf, (size + 4 + 7) & ~7, d[rows])  # data and its stored CRC
+        # The tag's bytes as masked 8-byte words: a hash key, and exact equality.
+        byte_mask = np.zeros(x.shape[1], np.uint8)
+        byte_mask[t0:t1] = 0xFF
+        word_mask = byte_mask.view(np.uint64)
+        xw = x.view(np.uint64)
+        tw = [xw[:, j] & word_mask[j] for j in np.flatnonzero(word_mask).tolist()]
+        h = np.zeros(len(rows), np.uint64)
+        for col in tw:
+            h = (h ^ col) * _K
+        h ^= h >> np.uint64(31)
+        rep = _representatives(h, lambda i, j, tw=tw: _same_words(tw, i, j))
+        if (rep < 0).any():  # collisions all the way down: let protobuf read them
+            keep = rep >= 0
+            rows, x, rep = rows[keep], x[keep], np.cumsum(keep)[rep[keep]] - 1
+        w = x.shape[1]
+        diff = x ^ gather_rows(x.ravel(), w, rep * w)
+        var = np.flatnonzero(np.bitwise_or.reduce(diff.view(np.uint64), axis=0).view(np.uint8)[:size])
+        reps = np.flatnonzero(np.bincount(rep, minlength=1))
+        # Layout: checked on each representative; rows that differ from theirs in a
+        # layout byte leave the fast path.
+        cols = [0, 9, p, p + 1, p + 2, p + 3, p + 4, p + 5, t1]
+        tlen = t1 - t0
+        want = np.array([0x09, 0x10 if nb else 0x2A, 0x2A, tlen + 9, 0x0A, tlen + 7, 0x0A, tlen, 0x15])
+        good = (x[reps][:, cols] == want).all(axis=1)
+        bad_rep = np.zeros(len(rows), bool)
+        bad_rep[reps[~good]] = True
+        drop = bad_rep[rep]
+        if np.isin(var, cols).any():
+            drop |= (diff[:, cols] != 0).any(axis=1)
+        if drop.any():
+            rows, x, rep, diff = rows[~drop], x[~drop], np.cumsum(~drop)[rep[~drop]] - 1, diff[~drop]
+            reps = np.flatnonzero(np.bincount(rep, minlength=1))
             if not len(rows):
                 continue
-        crcs, diff, var = _crc.same_length_crcs(x, size)
+        rep_crc = np.zeros(len(rows), np.uint32)
+        for r in reps.tolist():
+            rep_crc[r] = _crc.crc32c(x[r, :size].tobytes())
+        crcs = rep_crc[rep] ^ _crc.crc0_of_columns(diff, size, var)
         stored = _crc.unmask_array(x[:, size : size + 4].copy().view("<u4").ravel())
         checked[cand[rows]] = crcs == stored
         fast[rows] = True
-        # Tags: rows whose tag bytes all equal row 0's need no more work; otherwise
-        # group exactly by the differing tag columns.
-        tcols = var[(var >= p + 6) & (var < p + 6 + tlen)]
-        if not len(tcols):
-            rep = np.zeros(len(rows), np.int64)
-        else:
-            h = _crc.crc0_of_columns(diff, size, tcols).astype(np.uint64)
-            h |= h << np.uint64(32)
-
-            def same(i: np.ndarray, j: np.ndarray, x=x, tcols=tcols) -> np.ndarray:
-                eq = np.ones(len(i), bool)
-                for c in tcols.tolist():
-                    eq &= x[i, c] == x[j, c]
-                return eq
-
-            rep = _representatives(h, same)
-            if (rep < 0).any():  # collisions all the way down: let protobuf read them
-                keep = rep >= 0
-                fast[rows[~keep]] = False
-                checked[cand[rows[~keep]]] = -1
-                rows, x, rep = rows[keep], x[keep], rep[keep]
-                rep = np.cumsum(keep)[rep] - 1 if len(rep) else rep
         local = np.zeros(len(rows), np.int64)
-        for r in np.flatnonzero(np.bincount(rep, minlength=1)).tolist():
-            raw = x[r, p + 6 : p + 6 + tlen].tobytes()
+        for r in reps.tolist():
+            raw = x[r, t0:t1].tobytes()
             i = tag_index.get(raw)
             if i is None:
                 i = tag_index[raw] = len(tags)

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from hjepa_watch.events import crc as _crc
 
@@ -41,6 +40,17 @@ MAX_RECORD = 256 << 20
 PAD = 256
 #: Records at most this long take the vectorised data-CRC check.
 VECTOR_MAX = 1024
+
+
+def gather_rows(buf: np.ndarray, width: int, pos: np.ndarray) -> np.ndarray:
+    """Rows of ``width`` bytes of ``buf`` starting at each of ``pos``, as a (n, width) copy.
+
+    ``buf`` is seen as overlapping opaque items, one per offset, so that fancy
+    indexing copies each row with one memcpy: several times faster than indexing a
+    2-D sliding window row by row.
+    """
+    items = np.ndarray((len(buf) - width + 1,), dtype=f"V{width}", buffer=buf, strides=(1,))
+    return items[pos].view(np.uint8).reshape(len(pos), width)
 
 
 class Stop(enum.Enum):
@@ -104,26 +114,29 @@ def frame_slow(buf: np.ndarray, start: int, end: int) -> Frames:
 def _candidates(buf: np.ndarray, start: int, end: int, event_only: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Positions in [start, end) holding a CRC-valid header, and their lengths.
 
-    With ``event_only``, only headers followed by 0x09 (an Event's wall_time field,
-    which every writer puts first) are proposed: a quarter of the header checks.
-    Records that miss it are still found, one at a time, by :func:`frame`.
+    With ``event_only``, a position is proposed when the data after it starts with
+    0x09 (an Event's wall_time field, which every writer puts first) and bytes +4..+7
+    are zero (lengths are below 4 GiB): one pass over the bytes and about one
+    proposal per record. Records that miss it are still found, one at a time, by
+    :func:`frame`. Without ``event_only`` every zero run is proposed (for resync).
     """
     n = end - start
     if n < HEADER:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    # quad[i]: bytes start+i .. start+i+3 are zero (an unaligned uint32 view, one pass).
-    quad = np.ndarray((n - 3,), "<u4", buf, offset=start, strides=(1,)) == 0
-    idx = np.flatnonzero(quad[4 : n - 7]) + start
-    if event_only and len(idx):
-        idx = idx[buf[idx + HEADER] == 0x09]
+    if event_only:
+        idx = np.flatnonzero(buf[start + HEADER : end] == 0x09) + start
+    else:
+        z = buf[start : end - 4] == 0
+        pair = z[:-1] & z[1:]
+        idx = np.flatnonzero((pair[:-2] & pair[2:])[4 : n - 7]) + start
     if not len(idx):
         return idx.astype(np.int64), idx.astype(np.int64)
-    win = sliding_window_view(buf, 4)
-    low = win[idx]
-    stored = win[idx + 8].copy().view("<u4").ravel()
-    lengths = low.copy().view("<u4").ravel().astype(np.int64)
-    ok = (_crc.header_crcs(low) == stored) & (lengths <= MAX_RECORD)
-    return idx[ok].astype(np.int64), lengths[ok]
+    head = gather_rows(buf, HEADER, idx).view("<u4")  # (k, 3): length low, length high, CRC
+    lengths = head[:, 0]
+    ok = head[:, 1] == 0
+    ok &= _crc.header_crcs(lengths) == head[:, 2]
+    ok &= lengths <= MAX_RECORD
+    return idx[ok].astype(np.int64), lengths[ok].astype(np.int64)
 
 
 def frame(buf: np.ndarray, start: int, end: int) -> Frames:
@@ -180,7 +193,7 @@ def _concat(parts_s: list[np.ndarray], parts_l: list[np.ndarray]) -> tuple[np.nd
 
 def _stored_data_crcs(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     at = starts + HEADER + lengths
-    return _crc.unmask_array(sliding_window_view(buf, 4)[at].copy().view("<u4").ravel())
+    return _crc.unmask_array(gather_rows(buf, 4, at).view("<u4").ravel())
 
 
 def _direct_check(buf: np.ndarray, start: int, length: int, stored_unmasked: int) -> bool:
@@ -227,7 +240,7 @@ def verify_data(
     for a, b in zip(np.r_[0, bounds].tolist(), np.r_[bounds, len(order)].tolist(), strict=True):
         group = order[a:b]
         length = int(lens[group[0]])
-        rows = sliding_window_view(buf, (length + 7) & ~7)[starts[todo[group]] + HEADER]
+        rows = gather_rows(buf, (length + 7) & ~7, starts[todo[group]] + HEADER)
         crcs, _, _ = _crc.same_length_crcs(rows, length)
         ok[todo[group]] = crcs == stored[group]
     return ok
