@@ -135,7 +135,7 @@ class Tailer:
         on_notice: Callable[[Notice], None] | None = None,
         chunk_bytes: int = 16 << 20,
     ) -> None:
-        self.logdirs = list(logdirs)
+        self.logdirs = [os.path.abspath(d) for d in logdirs]
         self._prefixes = logdir_prefixes(self.logdirs)
         self.corrupt_grace = corrupt_grace
         self.clock = clock
@@ -150,7 +150,8 @@ class Tailer:
 
     # -- notices -------------------------------------------------------------
 
-    def _notice(self, kind: str, path: str, message: str, key: str | None = None) -> None:
+    def report(self, kind: str, path: str, message: str, key: str | None = None) -> None:
+        """Pass a :class:`Notice` to ``on_notice``; with ``key``, only once until cleared."""
         if key is not None:
             if key in self._warned:
                 return
@@ -159,7 +160,7 @@ class Tailer:
             self.on_notice(Notice(kind, path, message))
 
     def _warning(self, key: str, message: str) -> None:
-        self._notice("unreadable", key.split(":", 1)[-1], message, key)
+        self.report("unreadable", key.split(":", 1)[-1], message, key)
 
     # -- discovery -----------------------------------------------------------
 
@@ -174,7 +175,7 @@ class Tailer:
                 run = self.runs.get(found.name)
                 if run is None:
                     run = self.runs[found.name] = _Run(found.name, found.path)
-                    self._notice("new_run", found.path, f"new run {found.name}")
+                    self.report("new_run", found.path, f"new run {found.name}")
                 for path in found.files:
                     if path not in run.files:
                         run.files[path] = _File(RecordReader(path, 0, self.corrupt_grace, self.chunk_bytes))
@@ -209,7 +210,7 @@ class Tailer:
             self._forget(run, path)
             return
         except OSError as e:
-            self._notice("unreadable", path, f"cannot stat {path}: {e.strerror}; will retry", f"file:{path}")
+            self.report("unreadable", path, f"cannot stat {path}: {e.strerror}; will retry", f"file:{path}")
             return
         ino = (st.st_dev, st.st_ino)
         if f.ino is not None and ino != f.ino:
@@ -244,11 +245,11 @@ class Tailer:
         except FileNotFoundError:
             self._forget(run, path)
         except OSError as e:
-            self._notice("unreadable", path, f"cannot read {path}: {e.strerror}; will retry", f"file:{path}")
+            self.report("unreadable", path, f"cannot read {path}: {e.strerror}; will retry", f"file:{path}")
 
     def _on_corrupt(self, report: CorruptReport) -> None:
         action = "skipped" if self.corrupt_grace <= 0 else f"re-checking for {self.corrupt_grace:g}s before skipping"
-        self._notice(
+        self.report(
             "corrupt",
             report.path,
             f"{report.path}: corrupt record at offset {report.offset} ({report.reason}); {action}",
@@ -260,12 +261,12 @@ class Tailer:
             self._corrupt_forgotten += gone.reader.corrupt_skipped
         self._by_path.pop(path, None)
         run.order = [p for p in run.order if p != path]
-        self._notice("deleted", path, f"{path} was deleted; its scalars read so far are kept")
+        self.report("deleted", path, f"{path} was deleted; its scalars read so far are kept")
 
     def _restart(self, path: str, f: _File, kind: str, message: str) -> None:
         f.reader = RecordReader(path, 0, self.corrupt_grace, self.chunk_bytes, f.reader.corrupt_skipped)
         f.head = f.tail = b""
-        self._notice(kind, path, message)
+        self.report(kind, path, message)
 
     def _replaced(self, path: str, f: _File, size: int) -> None:
         """A new inode under the same name: keep the offset if the old bytes are still there."""
@@ -280,7 +281,7 @@ class Tailer:
             except OSError:
                 same = False
         if same:
-            self._notice("replaced", path, f"{path} was replaced by a copy that extends it; reading on at {offset}")
+            self.report("replaced", path, f"{path} was replaced by a copy that extends it; reading on at {offset}")
         else:
             self._restart(path, f, "replaced", f"{path} was replaced by different content; reading it from the start")
 
