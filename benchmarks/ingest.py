@@ -14,7 +14,9 @@ pinned to one core (``taskset``), with the file in the page cache:
   logs "Finished load cycle", with ``--checksum`` (both CRCs, like hjepa-watch) and
   without (its default: data CRCs only when parsing fails).
 
-Prints scalars/s for each and the ratios. Medians over the repeats.
+Prints scalars/s for each and the ratios. Medians over the repeats. Then, to show
+that replay memory is bounded, hjepa-watch's peak RSS on a logdir of ``--copies``
+runs (symlinks to the same file, so no disk is spent) against one run.
 """
 
 from __future__ import annotations
@@ -75,6 +77,19 @@ def make_run(root: Path, scalars: int) -> Path:
     done.write_text(str(steps * len(TAGS)))
     print(f"  took {time.perf_counter() - t:.0f} s", file=sys.stderr)
     return run.parent
+
+
+def make_copies(root: Path, logdir: Path, copies: int) -> Path:
+    """A logdir of ``copies`` runs whose event files are symlinks to the one real file."""
+    big = root / f"copies-{copies}-of-{logdir.name}"
+    src = next(logdir.rglob("*tfevents*"))
+    for i in range(copies):
+        run = big / f"run{i:03d}"
+        run.mkdir(parents=True, exist_ok=True)
+        link = run / src.name
+        if not link.exists():
+            link.symlink_to(src)
+    return big
 
 
 def pinned(cores: str) -> list[str]:
@@ -150,6 +165,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--ea-repeats", type=int, default=1, help="EventAccumulator is slow: default one run")
     ap.add_argument("--cores", default="0", help="taskset core list for every reader (default: one core)")
+    ap.add_argument("--copies", type=int, default=20, help="runs in the memory-boundedness check (0: skip)")
     args = ap.parse_args()
 
     logdir = make_run(args.cache, args.scalars)
@@ -188,6 +204,13 @@ def main() -> None:
     print(f"ratio vs Rust data server --checksum: {med(rs_ck) / med(hj):.2f}x  (target >= 1.5x)")
     print(f"ratio vs Rust data server default:    {med(rs_nock) / med(hj):.2f}x")
     print(f"ratio vs EventAccumulator:            {med(ea) / med(hj):.1f}x  (target >= 50x)")
+    if args.copies:
+        big = make_copies(args.cache, logdir, args.copies)
+        dt_big, n_big, rss_big = time_hjepa(big, args.cores)
+        print(
+            f"memory: {n_big:,} scalars ({args.copies} runs, {args.copies * size / 2**30:.2f} GiB) in {dt_big:.2f} s, "
+            f"peak RSS {rss_big / 1024:.0f} MiB (one run: {rss / 1024:.0f} MiB)"
+        )
     print(f"(self time of this script's children: {resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime:.1f} s)")
 
 

@@ -5,9 +5,19 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 
-from .conftest import ProtoWriter, read_all, scalars_metadata, tensor_value, tf2_tensor, write_torch_scalars
+from .conftest import (
+    ProtoWriter,
+    read_all,
+    same_points,
+    scalars_metadata,
+    tensor_value,
+    tf2_tensor,
+    write_torch_scalars,
+)
 
 
 def _by_tag(points):
@@ -120,3 +130,34 @@ def test_fast_and_slow_paths_agree_with_tensorboard(tmp_path) -> None:
     ]
     got = [(p[1], p[2], p[3], p[4]) for p in read_all(tmp_path)]
     assert got == [(t, s, w, float(np.float32(v))) for t, s, w, v in want]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    events=st.lists(
+        st.tuples(
+            st.text(min_size=1, max_size=140),
+            st.one_of(st.integers(0, 2**40), st.integers(-5, -1)),
+            st.floats(width=32, allow_nan=True, allow_infinity=True),
+            st.floats(min_value=0, max_value=4e9),
+        ),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_random_simple_values_match_tensorboard(tmp_path_factory, events) -> None:
+    """Any tag (unicode, long), step (0, huge, negative), value and wall time: both paths agree."""
+    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
+
+    d = tmp_path_factory.mktemp("rand")
+    w = ProtoWriter(d)
+    for tag, step, value, wall in events:
+        w.event(step, summary_pb2.Summary.Value(tag=tag, simple_value=value), wall_time=wall)
+    path = w.close()
+    want = [
+        (v.tag, e.step, e.wall_time, float(np.float32(v.simple_value)))
+        for e in LegacyEventFileLoader(path).Load()
+        for v in e.summary.value
+    ]
+    got = [(p[1], p[2], p[3], p[4]) for p in read_all(d)]
+    assert same_points(got, want)

@@ -312,7 +312,7 @@ class RecordReader:
     path: str
     offset: int = 0
     corrupt_grace: float = 30.0
-    chunk_bytes: int = 16 << 20
+    chunk_bytes: int = 4 << 20
     corrupt_skipped: int = 0
     _bad: _Bad | None = field(default=None, repr=False)
     _reported: set[int] = field(default_factory=set, repr=False)

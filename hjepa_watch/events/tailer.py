@@ -133,7 +133,7 @@ class Tailer:
         corrupt_grace: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         on_notice: Callable[[Notice], None] | None = None,
-        chunk_bytes: int = 16 << 20,
+        chunk_bytes: int = 4 << 20,
     ) -> None:
         self.logdirs = [os.path.abspath(d) for d in logdirs]
         self._prefixes = logdir_prefixes(self.logdirs)
