@@ -161,3 +161,23 @@ def test_random_simple_values_match_tensorboard(tmp_path_factory, events) -> Non
     ]
     got = [(p[1], p[2], p[3], p[4]) for p in read_all(d)]
     assert same_points(got, want)
+
+
+def test_add_scalars_and_add_hparams_make_sub_runs(tmp_path) -> None:
+    """torch writes one sub-run per add_scalars key and one per add_hparams call."""
+    from hjepa_watch.events.tailer import Tailer
+
+    from .conftest import torch_writer
+
+    w = torch_writer(tmp_path / "run")
+    w.add_scalars("loss", {"a": 1.0, "b": 2.0}, 1)
+    w.add_hparams({"lr": 0.1}, {"hp/acc": 0.5})
+    w.add_histogram("h", np.arange(10.0), 1)
+    w.add_text("t", "hello", 1)
+    w.close()
+    t = Tailer([str(tmp_path)], corrupt_grace=0)
+    t.scan()
+    pts = sorted((p.run.split("/")[1], p.tag, p.value) for b in t.poll() for p in b.points())
+    assert [p[1:] for p in pts] == [("hp/acc", 0.5), ("loss", 1.0), ("loss", 2.0)]
+    assert {p[0] for p in pts[1:]} == {"loss_a", "loss_b"}
+    assert t.stats.skipped["hparams"] == 3 and t.stats.skipped["histogram"] == 1 and t.stats.skipped["text"] == 1

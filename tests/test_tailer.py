@@ -229,3 +229,17 @@ def test_several_logdirs_get_prefixed_run_names(tmp_path) -> None:
     write_torch_scalars(tmp_path / "two" / "r", [("x", 1.0, 1)])
     pts = read_all([tmp_path / "one", tmp_path / "two"])
     assert sorted(p[0] for p in pts) == ["one/r", "two/r"]
+
+
+def test_many_runs_hold_no_file_descriptors(tmp_path) -> None:
+    """Files are opened per read and closed: thousands of runs cannot exhaust descriptors."""
+    src = write_torch_scalars(tmp_path / "src", [("a", 1.0, 1)])
+    for i in range(300):
+        run = tmp_path / "logs" / f"r{i}"
+        run.mkdir(parents=True)
+        shutil.copy(src, run / os.path.basename(src))
+    before = len(os.listdir("/proc/self/fd"))
+    t = Tailer([str(tmp_path / "logs")], corrupt_grace=0)
+    t.scan()
+    assert len(_points(t)) == 300
+    assert len(os.listdir("/proc/self/fd")) == before

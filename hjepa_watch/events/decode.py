@@ -416,15 +416,14 @@ class RunDecoder:
         kind = v.WhichOneof("value")
         if kind == "simple_value":
             return float(v.simple_value)
-        if kind == "tensor":
-            plugin = self.plugins.get(v.tag, "")
-            if plugin == SCALARS_PLUGIN:
-                value = tensor_scalar(v.tensor)
-                if value is not None:
-                    return value
-                self.skipped.add("non_scalar_tensor")
-                return None
-            self.skipped.add(_PLUGIN_KIND.get(plugin, f"tensor:{plugin}" if plugin else "tensor"))
+        plugin = self.plugins.get(v.tag, "")
+        if kind == "tensor" and plugin == SCALARS_PLUGIN:
+            value = tensor_scalar(v.tensor)
+            if value is not None:
+                return value
+            self.skipped.add("non_scalar_tensor")
             return None
-        self.skipped.add(_ONEOF_KIND.get(kind or "", kind or "empty_value"))
+        # Counted by what they are; a histogram rule can start from here.
+        what = _PLUGIN_KIND.get(plugin) or _ONEOF_KIND.get(kind or "")
+        self.skipped.add(what or (f"{kind}:{plugin}" if plugin else kind or "empty_value"))
         return None
