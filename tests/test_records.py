@@ -50,17 +50,14 @@ def torch_file(tmp_path_factory) -> bytes:
     return Path(write_torch_scalars(d, rows)).read_bytes()
 
 
+def _fields(f: records.Frames) -> tuple:
+    return f.starts.tolist(), f.lengths.tolist(), f.stop, f.status, f.need
+
+
 def test_frame_equals_slow_walk_on_real_file(torch_file: bytes) -> None:
     buf = padded(torch_file)
     for end in [len(torch_file), len(torch_file) - 1, len(torch_file) - 20, 11, 12, 0]:
-        a, b = frame(buf, 0, end), frame_slow(buf, 0, end)
-        assert (a.starts.tolist(), a.lengths.tolist(), a.stop, a.status, a.need) == (
-            b.starts.tolist(),
-            b.lengths.tolist(),
-            b.stop,
-            b.status,
-            b.need,
-        )
+        assert _fields(frame(buf, 0, end)) == _fields(frame_slow(buf, 0, end))
     assert frame(buf, 0, len(torch_file)).status is Stop.END
 
 
@@ -77,14 +74,7 @@ def test_frame_equals_slow_walk_on_damaged_bytes(torch_file: bytes, data) -> Non
         i = data.draw(st.integers(0, len(b) - 30))
         b[i : i + 30] = bytes(30)
     buf = padded(bytes(b))
-    a, s = frame(buf, 0, len(b)), frame_slow(buf, 0, len(b))
-    assert (a.starts.tolist(), a.lengths.tolist(), a.stop, a.status, a.need) == (
-        s.starts.tolist(),
-        s.lengths.tolist(),
-        s.stop,
-        s.status,
-        s.need,
-    )
+    assert _fields(frame(buf, 0, len(b))) == _fields(frame_slow(buf, 0, len(b)))
 
 
 def test_false_header_inside_data_is_not_followed() -> None:
