@@ -243,3 +243,27 @@ def test_many_runs_hold_no_file_descriptors(tmp_path) -> None:
     t.scan()
     assert len(_points(t)) == 300
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_rewritten_between_polls_is_read_again(tmp_path) -> None:
+    """Truncated and written past the old offset before the next poll: same inode, bigger."""
+    path = write_torch_scalars(tmp_path / "a", [("a", 1.0, 1), ("a", 2.0, 2)])
+    other = Path(write_torch_scalars(tmp_path / "b", [("b", float(i), i) for i in range(10)])).read_bytes()
+    notices = []
+    t = _tailer(tmp_path / "a", notices)
+    assert len(_points(t)) == 2
+    with open(path, "r+b") as f:  # in place: the inode stays
+        f.truncate(0)
+        f.write(other)
+    assert [p[1] for p in _points(t)] == ["b"] * 10
+    assert notices[-1].kind == "truncated" and "rewritten" in notices[-1].message
+
+
+def test_chunks_without_any_fast_path_record(tmp_path) -> None:
+    """Only long records (200-character tags): every chunk takes the protobuf path."""
+    rows = [("t" * 200 + str(i % 3), float(i), i) for i in range(30)]
+    write_torch_scalars(tmp_path / "run", rows)
+    for chunk in (64, 300, 4 << 20):
+        t = Tailer([str(tmp_path)], corrupt_grace=0, chunk_bytes=chunk)
+        t.scan()
+        assert [(p[1], p[4]) for p in _points(t)] == [(r[0], r[1]) for r in rows]

@@ -177,6 +177,8 @@ def plan(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.n
     checked = np.full(n, -1, np.int8)
     d_all = starts + HEADER
     cand = np.flatnonzero((lengths >= 21) & (lengths <= 160) & (buf[d_all] == 0x09))
+    if not len(cand):
+        return checked, FastPlan(cand, cand, [], cand, np.empty(0), np.empty(0), n)
     d = d_all[cand]
     keys = _layout_keys(gather_rows(buf, 8, d + 8), lengths[cand])
     order = np.argsort(keys.astype(np.uint16), kind="stable")  # a radix sort: keys < 2**11

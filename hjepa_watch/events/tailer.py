@@ -217,6 +217,10 @@ class Tailer:
             self._replaced(path, f, st.st_size)
         elif st.st_size < f.reader.offset:
             self._restart(path, f, "truncated", f"{path} was truncated; reading it again from the start")
+        elif st.st_size > f.reader.offset and not self._tail_intact(path, f):
+            # Truncated and written past our offset again between two polls (e.g. a
+            # tensorboardX writer starting in the same second under the same name).
+            self._restart(path, f, "truncated", f"{path} was rewritten; reading it again from the start")
         f.ino = ino
         reader = f.reader
         if st.st_size == reader.offset:
@@ -267,6 +271,18 @@ class Tailer:
         f.reader = RecordReader(path, 0, self.corrupt_grace, self.chunk_bytes, f.reader.corrupt_skipped)
         f.head = f.tail = b""
         self.report(kind, path, message)
+
+    @staticmethod
+    def _tail_intact(path: str, f: _File) -> bool:
+        """The bytes just before the committed offset are still those we read."""
+        if not f.tail:
+            return True
+        try:
+            with open(path, "rb", buffering=0) as fh:
+                fh.seek(f.reader.offset - len(f.tail))
+                return fh.read(len(f.tail)) == f.tail
+        except OSError:
+            return True  # the read that follows reports it
 
     def _replaced(self, path: str, f: _File, size: int) -> None:
         """A new inode under the same name: keep the offset if the old bytes are still there."""
