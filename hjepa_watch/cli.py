@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
+import os
 import sys
 from collections.abc import Sequence
 
 from hjepa_watch import __version__
 from hjepa_watch.events.discovery import LogdirError
 from hjepa_watch.events.tailer import Notice
+from hjepa_watch.rules.loader import RuleLoadError
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -30,15 +31,59 @@ def _print_notice(notice: Notice) -> None:
     print(f"hjepa-watch: {notice.kind}: {notice.message}", file=sys.stderr)
 
 
+def _load_rules(paths: list[str] | None):
+    """The rules of ``--rules``, or the bundled default pack."""
+    from hjepa_watch.rules.loader import load_rules
+    from hjepa_watch.rules.pack import default_pack
+
+    return load_rules(paths or [default_pack()])
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
+    from hjepa_watch.output import human_line
     from hjepa_watch.replay import replay
 
-    summary = replay(args.logdir, on_notice=_print_notice)
+    rules = _load_rules(args.rules)
+    transitions, summary = replay(args.logdir, rules, on_notice=_print_notice)
+    for t in transitions:
+        print(json_line(t.to_json()) if args.json else human_line(t))
     out = summary.to_json()
-    if math.isnan(out["seconds"]):
-        out["seconds"] = 0.0
-    print(json_line(out))
+    if args.json:
+        print(json_line(out))
+    else:
+        print(
+            f"{out['runs']} runs, {out['files']} files, {out['scalars']} scalars, "
+            f"{out['corrupt_records']} corrupt records, {out['alerts_fired']} alerts fired "
+            f"in {out['seconds']:.2f} s"
+        )
     return EXIT_OK
+
+
+def _cmd_check_rules(args: argparse.Namespace) -> int:
+    from hjepa_watch.rules.loader import load_rules
+
+    rules = load_rules(args.paths)
+    print(f"{len(rules)} rules OK")
+    return EXIT_OK
+
+
+def _cmd_test_rules(args: argparse.Namespace) -> int:
+    import time
+
+    from hjepa_watch.rules.loader import expand_paths
+    from hjepa_watch.ruletest import run_files, write_junit
+
+    def show(r) -> None:
+        print(f"{'FAIL' if r.failures else 'ok  '}  {r.file}: {r.name}")
+        for f in r.failures:
+            print(f)
+
+    results = run_files(expand_paths(args.paths), time.perf_counter, show)
+    if args.junit:
+        write_junit(results, args.junit)
+    failed = sum(bool(r.failures) for r in results)
+    print(f"{len(results) - failed} passed, {failed} failed")
+    return EXIT_CHECK_FAILED if failed else EXIT_OK
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,8 +95,16 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     r = sub.add_parser("replay", help="read existing logs once, as if live, and print a summary")
     r.add_argument("logdir", nargs="+", metavar="LOGDIR")
-    r.add_argument("--json", action="store_true", help="JSON lines output (the default for now)")
+    r.add_argument("--rules", action="append", metavar="PATH", help="rule file or directory (repeatable)")
+    r.add_argument("--json", action="store_true", help="one JSON object per line (DESIGN.md §4)")
     r.set_defaults(func=_cmd_replay)
+    c = sub.add_parser("check-rules", help="validate rule files: exit 0 valid, 1 invalid")
+    c.add_argument("paths", nargs="+", metavar="PATH")
+    c.set_defaults(func=_cmd_check_rules)
+    t = sub.add_parser("test-rules", help="run rule unit tests: exit 1 on any failure")
+    t.add_argument("paths", nargs="+", metavar="PATH", help="test files or directories of them")
+    t.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
+    t.set_defaults(func=_cmd_test_rules)
     return p
 
 
@@ -70,5 +123,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LogdirError as e:
         print(f"hjepa-watch: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except RuleLoadError as e:
+        for err in e.errors:
+            print(err, file=sys.stderr)
+        n = len(e.errors)
+        print(f"hjepa-watch: {n} error{'s' * (n != 1)} in rule files", file=sys.stderr)
+        # Invalid rules are a failed check for check-rules, a usage error elsewhere.
+        return EXIT_CHECK_FAILED if args.command in ("check-rules", "test-rules") else EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # a bug of ours: one line, the traceback only on request
+        if os.environ.get("HJEPA_WATCH_DEBUG"):
+            raise
+        print(
+            f"hjepa-watch: internal error: {type(e).__name__}: {e} (HJEPA_WATCH_DEBUG=1 shows where)", file=sys.stderr
+        )
+        return 70

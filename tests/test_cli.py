@@ -36,7 +36,7 @@ def test_replay_reports_corrupt_record_in_one_line(tmp_path) -> None:
     b = bytearray(Path(path).read_bytes())
     b[200] ^= 1
     Path(path).write_bytes(bytes(b))
-    p = hjepa("replay", str(tmp_path))
+    p = hjepa("replay", str(tmp_path), "--json")
     assert p.returncode == 0
     assert json.loads(p.stdout.splitlines()[-1])["corrupt_records"] == 1
     lines = p.stderr.strip().splitlines()

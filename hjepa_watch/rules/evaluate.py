@@ -1,0 +1,371 @@
+"""Incremental evaluation: scalar batches in, alert transitions out.
+
+The :class:`Evaluator` routes each new point to the alert instances whose rule
+selects its (run, tag) — one instance per rule, run and captured labels — keeps per
+series only the tail that the largest window needs (plus O(1) running state), and
+hands each instance's new points to the condition and the state machine in one
+vectorised call per batch. It never reads the clock: ``now`` is passed in, and only
+``stale`` uses it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hjepa_watch.alerts import Alert, AlertKey, AlertState, advance
+from hjepa_watch.events.tailer import ScalarBatch
+from hjepa_watch.rules import conditions
+from hjepa_watch.rules.loader import LoadedRule
+from hjepa_watch.rules.schema import Rule, Span
+from hjepa_watch.rules.selectors import compile_pattern
+
+_PHRASE = {
+    "above": "is above",
+    "below": "is below",
+    "outside": "is outside",
+    "inside": "is inside",
+    "nonfinite": "is not finite",
+    "trend_up": "trends up beyond",
+    "trend_down": "trends down beyond",
+    "spike": "spiked past",
+    "drop_from_max": "fell from its maximum by more than",
+    "rise_from_min": "rose from its minimum by more than",
+    "stale": "has not been written for more than (s)",
+}
+
+
+def default_summary(rule: Rule) -> str:
+    """The summary used when a rule has none."""
+    if rule.condition == "nonfinite":
+        return "{metric} of {run} is {value} at step {step}"
+    return "{metric} of {run} " + _PHRASE[rule.condition] + " {threshold} ({stat:.4g} at step {step})"
+
+
+def render(template: str, fields: dict) -> str:
+    """Fill a template with plain named fields (validated at load time: no code runs)."""
+    try:
+        return template.format_map(fields)
+    except (ValueError, TypeError, KeyError, IndexError):
+        return template  # a value of an unexpected type: say the template, never crash
+
+
+@dataclass
+class Transition:
+    """One alert transition: the JSON line of DESIGN.md §4.
+
+    Attributes:
+        key: the alert's identity.
+        state: pending, firing or resolved.
+        metric: the tag that triggered it.
+        severity, step, wall_time, value, segment, summary: as in DESIGN.md §4.
+        stat: the condition's statistic (the window mean, slope, spike factor, ...).
+        threshold: the rule's threshold.
+        annotations: rendered annotations of the rule.
+    """
+
+    key: AlertKey
+    state: AlertState
+    metric: str
+    severity: str
+    step: int
+    wall_time: float
+    value: float
+    segment: int
+    summary: str
+    stat: float
+    threshold: object
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        """The JSON object of DESIGN.md §4, plus ``stat``, ``threshold`` and annotations."""
+        out = {
+            "type": "alert",
+            "rule": self.key.rule,
+            "run": self.key.run,
+            "metric": self.metric,
+            "labels": self.key.label_dict,
+            "state": self.state.value,
+            "severity": self.severity,
+            "step": self.step,
+            "wall_time": self.wall_time,
+            "value": self.value,
+            "segment": self.segment,
+            "summary": self.summary,
+            "stat": self.stat,
+            "threshold": list(self.threshold) if isinstance(self.threshold, tuple) else self.threshold,
+        }
+        if self.annotations:
+            out["annotations"] = self.annotations
+        return out
+
+
+@dataclass
+class _Instance:
+    rule: Rule
+    key: AlertKey
+    tag: str
+    labels: dict[str, str]
+    alert: Alert = field(default_factory=Alert)
+    running: conditions.Running = field(default_factory=conditions.Running)
+    last_wall: float | None = None
+    last_step: int = 0
+    last_value: float = math.nan
+    last_arrival: float | None = None
+    points: int = 0  # points seen in the current segment (stale arms after two)
+
+
+@dataclass
+class _Series:
+    segment: int = -1
+    start_step: int = 0
+    step: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    wall: np.ndarray = field(default_factory=lambda: np.empty(0))
+    value: np.ndarray = field(default_factory=lambda: np.empty(0))
+    keep: Span = field(default_factory=lambda: Span(points=1))
+    instances: list[_Instance] = field(default_factory=list)
+
+
+@dataclass
+class _CompiledRule:
+    rule: Rule
+    patterns: list  # metric first, then also
+    runs: object
+
+
+def _max_span(spans: Iterable[Span]) -> Span:
+    """A span that covers all: the most points and the longest duration (kept as both)."""
+    pts = max((s.points for s in spans if s.points is not None), default=1)
+    secs = max((s.seconds for s in spans if s.seconds is not None), default=None)
+    return Span(points=pts, seconds=secs)
+
+
+class Evaluator:
+    """Evaluates rules over scalar batches, incrementally.
+
+    Args:
+        rules: the loaded rules.
+    """
+
+    def __init__(self, rules: list[LoadedRule] | list[Rule]) -> None:
+        self.rules = [r.rule if isinstance(r, LoadedRule) else r for r in rules]
+        self._compiled = [
+            _CompiledRule(r, [compile_pattern(p) for p in [r.metric, *r.also]], compile_pattern(r.runs))
+            for r in self.rules
+        ]
+        self._series: dict[tuple[str, str], _Series | None] = {}
+        self._instances: dict[AlertKey, _Instance] = {}
+        self._routes: dict[str, list[_Series | None]] = {}  # run -> per tag id
+        self.points_evaluated = 0
+
+    # -- routing -------------------------------------------------------------
+
+    def _route(self, run: str, tags: list[str]) -> list[_Series | None]:
+        table = self._routes.setdefault(run, [])
+        while len(table) < len(tags):
+            table.append(self._series_for(run, tags[len(table)]))
+        return table
+
+    def _series_for(self, run: str, tag: str) -> _Series | None:
+        series = _Series()
+        for c in self._compiled:
+            if c.runs.match(run) is None:
+                continue
+            for p in c.patterns:
+                labels = p.match(tag)
+                if labels is None:
+                    continue
+                labels = {**labels, **c.rule.labels}
+                key = AlertKey(c.rule.name, run, tuple(sorted(labels.items())))
+                if key not in self._instances:  # the first tag bound to an identity keeps it
+                    inst = _Instance(c.rule, key, tag, labels)
+                    self._instances[key] = inst
+                    series.instances.append(inst)
+                break
+        if not series.instances:
+            return None
+        series.keep = _max_span(conditions.history_needed(i.rule) for i in series.instances)
+        self._series[(run, tag)] = series
+        return series
+
+    # -- evaluation ----------------------------------------------------------
+
+    def process(self, batch: ScalarBatch, now: float | None = None) -> list[Transition]:
+        """Evaluate the rules on a batch of new points; return the transitions, in point order.
+
+        Args:
+            batch: new scalars of one run (from the tailer), in file order.
+            now: arrival time for ``stale`` (None in replay: the writer's times stand in).
+        """
+        if not len(batch):
+            return []
+        routes = self._route(batch.run, batch.tags)
+        wanted = np.array([s is not None for s in routes])
+        sel = np.flatnonzero(wanted[batch.tag_id])
+        if not len(sel):
+            return []
+        tag_id = batch.tag_id[sel]
+        order = sel[np.argsort(tag_id.astype(np.uint16) if len(routes) <= 1 << 16 else tag_id, kind="stable")]
+        bounds = np.flatnonzero(np.diff(batch.tag_id[order])) + 1
+        out: list[tuple[float, int, Transition]] = []
+        for a, b in zip(np.r_[0, bounds].tolist(), np.r_[bounds, len(order)].tolist(), strict=True):
+            idx = order[a:b]
+            series = routes[int(batch.tag_id[idx[0]])]
+            seg = batch.segment[idx]
+            cuts = np.flatnonzero(np.diff(seg)) + 1
+            for lo, hi in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(idx)].tolist(), strict=True):
+                part = idx[lo:hi]
+                self._feed(
+                    series,
+                    int(seg[lo]),
+                    batch.step[part],
+                    batch.wall_time[part],
+                    batch.value[part],
+                    part,
+                    now,
+                    out,
+                )
+        self.points_evaluated += len(sel)
+        out.sort(key=lambda x: (x[0], x[1]))
+        return [t for _, _, t in out]
+
+    def _feed(self, series, segment, step, wall, value, where, now, out) -> None:
+        if segment != series.segment:
+            series.segment, series.start_step = segment, int(step[0])
+            series.step, series.wall, series.value = step[:0], wall[:0], value[:0]
+            for inst in series.instances:
+                inst.alert.cancel_pending()
+                inst.running = conditions.Running()
+                inst.points = 0
+        h = len(series.step)
+        all_step = np.concatenate([series.step, step])
+        all_wall = np.concatenate([series.wall, wall])
+        all_value = np.concatenate([series.value, value])
+        for inst in series.instances:
+            rule = inst.rule
+            # Warmup: the first steps of each segment are neither evaluated nor windowed.
+            # Steps never decrease within a segment, so the rest is a suffix.
+            first = int(np.searchsorted(all_step, series.start_step + rule.warmup)) if rule.warmup else 0
+            new_from = max(first, h)
+            n_new = len(all_step) - new_from
+            if n_new <= 0:
+                continue
+            if rule.condition == "stale":
+                self._stale_points(inst, all_step, all_wall, all_value, new_from, where, segment, now, out)
+                continue
+            view = conditions.View(all_step[first:], all_wall[first:], all_value[first:], n_new)
+            res = conditions.evaluate(rule, view, inst.running)
+            inst.running = res.running
+            w = all_wall[new_from:]
+            for i, state in advance(inst.alert, res.breach, res.valid, res.cleared, w, rule.for_, rule.keep_firing_for):
+                j = new_from + i
+                out.append(
+                    (
+                        float(all_wall[j]),
+                        int(where[j - h]),
+                        self._transition(inst, state, all_step[j], all_wall[j], all_value[j], res.stat[i], segment),
+                    )
+                )
+            inst.last_wall, inst.last_step = float(all_wall[-1]), int(all_step[-1])
+        # Keep only the tail the largest window needs.
+        series.step, series.wall, series.value = _tail(all_step, all_wall, all_value, series.keep)
+
+    def _stale_points(self, inst, step, wall, value, new_from, where, segment, now, out) -> None:
+        """A gap between points longer than the threshold: stale, resolved by the next point."""
+        t = inst.rule.threshold
+        h = len(step) - len(where)
+        alert = inst.alert
+        prev = inst.last_wall
+        for j in range(new_from, len(step)):
+            w, at_point = float(wall[j]), int(where[j - h])
+            if alert.state is AlertState.FIRING:  # fired by tick(): this point ends it
+                alert.state, alert.resolved_at = AlertState.INACTIVE, w
+                out.append(
+                    (w, at_point, self._transition(inst, AlertState.RESOLVED, step[j], w, value[j], 0.0, segment))
+                )
+            elif prev is not None and inst.points >= 2 and w - prev > t:
+                # Seen after the fact (replay, catch-up): it fired, and it is over.
+                at = prev + t
+                alert.fired_at, alert.resolved_at = at, w
+                fired = self._transition(
+                    inst, AlertState.FIRING, inst.last_step, at, inst.last_value, w - prev, segment
+                )
+                out.append((at, at_point, fired))
+                out.append(
+                    (w, at_point, self._transition(inst, AlertState.RESOLVED, step[j], w, value[j], 0.0, segment))
+                )
+            prev = w
+            inst.points += 1
+            inst.last_step, inst.last_value = int(step[j]), float(value[j])
+        inst.last_wall = prev
+        inst.last_arrival = now if now is not None else prev
+
+    def tick(self, now: float) -> list[Transition]:
+        """Check ``stale`` rules against the clock; return transitions (firing only)."""
+        out = []
+        for inst in self._instances.values():
+            if inst.rule.condition != "stale" or inst.alert.state is AlertState.FIRING:
+                continue
+            if inst.last_arrival is None or inst.points < 2:
+                continue
+            idle = now - inst.last_arrival
+            if idle > inst.rule.threshold:
+                at = inst.last_arrival + inst.rule.threshold
+                inst.alert.state, inst.alert.fired_at = AlertState.FIRING, at
+                out.append(self._transition(inst, AlertState.FIRING, inst.last_step, at, inst.last_value, idle, -1))
+        return out
+
+    def _transition(self, inst, state, step, wall, value, stat, segment) -> Transition:
+        rule = inst.rule
+        fields = {
+            **inst.labels,
+            "run": inst.key.run,
+            "rule": rule.name,
+            "metric": inst.tag,
+            "value": float(value),
+            "stat": float(stat),
+            "threshold": rule.threshold,
+            "step": int(step),
+            "severity": rule.severity,
+            "segment": int(segment),
+            "wall_time": float(wall),
+            "state": state.value,
+            "condition": rule.condition,
+        }
+        return Transition(
+            key=inst.key,
+            state=state,
+            metric=inst.tag,
+            severity=rule.severity,
+            step=int(step),
+            wall_time=float(wall),
+            value=float(value),
+            segment=int(segment),
+            summary=render(rule.summary or default_summary(rule), fields),
+            stat=float(stat),
+            threshold=rule.threshold,
+            annotations={k: render(v, fields) for k, v in rule.annotations.items()},
+        )
+
+    # -- inspection ----------------------------------------------------------
+
+    def alerts(self) -> dict[AlertKey, Alert]:
+        """Every alert instance and its state."""
+        return {k: i.alert for k, i in self._instances.items()}
+
+    def firing(self) -> list[AlertKey]:
+        """Identities of the alerts firing now."""
+        return [k for k, i in self._instances.items() if i.alert.state is AlertState.FIRING]
+
+
+def _tail(step: np.ndarray, wall: np.ndarray, value: np.ndarray, keep: Span):
+    n = len(step)
+    start = max(n - (keep.points or 1), 0)
+    if keep.seconds is not None and n:
+        # One point older than the longest duration, so windows can tell they are complete.
+        t = int(np.searchsorted(wall, wall[-1] - keep.seconds, side="right")) - 1
+        start = min(start, max(t, 0))
+    return step[start:].copy(), wall[start:].copy(), value[start:].copy()
