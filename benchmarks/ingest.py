@@ -51,28 +51,74 @@ TAGS = (
 )
 
 
+def series(tag: str, steps: int, rng) -> list[float]:
+    """Plausible values for one tag of a healthy H-JEPA run, with a few faults.
+
+    Losses decay with noise, collapse metrics hover near healthy levels, the gradient
+    norm is log-normal with a spike every ~5,000 steps, schedules ramp; one NaN loss.
+    """
+    import numpy as np
+
+    t = np.arange(steps, dtype=np.float64)
+    noise = rng.standard_normal(steps)
+    if tag.startswith("train/loss/contribution"):
+        v = 33 + 2 * noise
+    elif tag.startswith("train/loss"):
+        v = 0.3 + 2.5 * np.exp(-t / (steps / 5)) + 0.02 * noise
+        v[steps // 2] = np.nan
+    elif "std_sqrt_d" in tag:
+        v = 0.9 + 0.02 * noise
+    elif "rank_fraction" in tag:
+        v = 0.6 + 0.1 * np.tanh(t / 2000) + 0.01 * noise
+    elif "effective_rank" in tag:
+        v = 300 + 50 * np.tanh(t / 2000) + 5 * noise
+    elif "mean_similarity" in tag:
+        v = 0.1 + 0.01 * noise
+    elif "global_norm" in tag:
+        v = np.exp(0.2 * noise)
+        v[::5000] *= 40
+    elif tag.endswith("was_clipped"):
+        v = (rng.random(steps) < 0.05).astype(float)
+    elif "learning_rate" in tag:
+        v = 1e-3 * np.minimum(1, (t + 1) / 1000) * (0.5 + 0.5 * np.cos(np.pi * t / steps))
+    elif "momentum" in tag:
+        v = 0.996 + 0.004 * t / steps
+    elif "weight_magnitude" in tag:
+        v = 1 + 0.01 * noise
+    elif "mask_ratio" in tag:
+        v = 0.6 + 0.02 * noise
+    elif "samples_per_second" in tag:
+        v = 800 + 20 * noise
+    elif "time_ms" in tag:
+        v = 120 + 5 * noise
+    else:
+        v = 0.5 + 0.05 * noise
+    return v.tolist()
+
+
 def make_run(root: Path, scalars: int) -> Path:
     """Write (once) a run of at least ``scalars`` scalars with torch's SummaryWriter."""
-    run = root / f"run-{scalars}" / "hjepa"
+    run = root / f"run-{scalars}-v2" / "hjepa"
     done = run.parent / "DONE"
     if done.exists():
         return run.parent
     import math
-    import random
 
+    import numpy as np
     from torch.utils.tensorboard import SummaryWriter
 
     run.mkdir(parents=True, exist_ok=True)
     for f in run.glob("*tfevents*"):
         f.unlink()
-    rng = random.Random(0)
+    rng = np.random.default_rng(0)
     steps = math.ceil(scalars / len(TAGS))
+    values = {tag: series(tag, steps, rng) for tag in TAGS}
     print(f"writing {steps * len(TAGS):,} scalars with torch's SummaryWriter into {run} (cached) ...", file=sys.stderr)
     t = time.perf_counter()
     w = SummaryWriter(str(run))
     for step in range(steps):
         for tag in TAGS:
-            w.add_scalar(tag, rng.random(), step)
+            w.add_scalar(tag, values[tag][step], step)
     w.close()
     done.write_text(str(steps * len(TAGS)))
     print(f"  took {time.perf_counter() - t:.0f} s", file=sys.stderr)

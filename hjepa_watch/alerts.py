@@ -86,12 +86,27 @@ class Alert:
             self.breaches = 0
 
 
-def _next(mask: np.ndarray, start: int) -> int:
-    """Index of the first True at or after ``start``, or len(mask)."""
-    if start >= len(mask):
-        return len(mask)
-    hit = np.flatnonzero(mask[start:])
-    return start + int(hit[0]) if len(hit) else len(mask)
+_INACTIVE, _PENDING, _FIRING, _RESOLVED = (
+    AlertState.INACTIVE,
+    AlertState.PENDING,
+    AlertState.FIRING,
+    AlertState.RESOLVED,
+)
+
+
+class _Index:
+    """Positions of the True entries of a mask: "next True at or after i" in O(log n)."""
+
+    def __init__(self, mask: np.ndarray) -> None:
+        self.at = np.flatnonzero(mask)
+        self.n = len(mask)
+
+    def next(self, start: int) -> int:
+        k = int(self.at.searchsorted(start))
+        return int(self.at[k]) if k < len(self.at) else self.n
+
+    def between(self, lo: int, hi: int) -> np.ndarray:
+        return self.at[self.at.searchsorted(lo) : self.at.searchsorted(hi)]
 
 
 def advance(
@@ -119,25 +134,28 @@ def advance(
     """
     n = len(breach)
     out: list[tuple[int, AlertState]] = []
-    breaking = valid & ~breach  # a valid point that does not breach ends a breach run
+    breaches = _Index(breach)
+    breaking = _Index(valid & ~breach)  # a valid point that does not breach ends a breach run
+    clears: _Index | None = None
+    evaluated = np.concatenate([[0], np.cumsum(valid)])  # evaluated[b] - evaluated[a]: valid in [a, b)
     i = 0
     while i < n:
-        if alert.state is AlertState.INACTIVE:
-            k = _next(breach, i)
+        if alert.state is _INACTIVE:
+            k = breaches.next(i)
             if k >= n:
                 break
-            alert.state, alert.active_at, alert.breaches = AlertState.PENDING, float(wall[k]), 0
+            alert.state, alert.active_at, alert.breaches = _PENDING, float(wall[k]), 0
             if not _fires_at_once(for_):
-                out.append((k, AlertState.PENDING))
+                out.append((k, _PENDING))
             i = k
-        if alert.state is AlertState.PENDING:
-            end = _next(breaking, i)
-            hits = np.flatnonzero(breach[i:end]) + i
+        if alert.state is _PENDING:
+            end = breaking.next(i)
+            hits = breaches.between(i, end)
             fire = _fire_index(alert, hits, wall, for_)
             if fire is not None:
-                alert.state, alert.fired_at = AlertState.FIRING, float(wall[fire])
+                alert.state, alert.fired_at = _FIRING, float(wall[fire])
                 alert.last_breach_at, alert.since_breach = float(wall[fire]), 0
-                out.append((fire, AlertState.FIRING))
+                out.append((fire, _FIRING))
                 i = fire + 1
                 continue
             alert.breaches += len(hits)
@@ -147,12 +165,14 @@ def advance(
             i = end + 1
             continue
         # FIRING
-        r = _resolve_index(alert, breach, valid, cleared, wall, i, keep_firing_for)
+        if clears is None:
+            clears = _Index(cleared & valid)
+        r = _resolve_index(alert, breaches, clears, evaluated, wall, i, keep_firing_for)
         if r is None:
             break
-        alert.state, alert.resolved_at = AlertState.INACTIVE, float(wall[r])
+        alert.state, alert.resolved_at = _INACTIVE, float(wall[r])
         alert.active_at, alert.breaches = None, 0
-        out.append((r, AlertState.RESOLVED))
+        out.append((r, _RESOLVED))
         i = r + 1
     return out
 
@@ -173,26 +193,26 @@ def _fire_index(alert: Alert, hits: np.ndarray, wall: np.ndarray, for_: Span) ->
 
 def _resolve_index(
     alert: Alert,
-    breach: np.ndarray,
-    valid: np.ndarray,
-    cleared: np.ndarray,
+    breaches: _Index,
+    clears: _Index,
+    evaluated: np.ndarray,
     wall: np.ndarray,
     start: int,
     keep: Span | None,
 ) -> int | None:
     """The first index >= start where a firing alert resolves, updating breach tracking."""
-    n = len(breach)
+    n = clears.n
     i = start
     while i < n:
-        r = _next(cleared & valid, i)
+        r = clears.next(i)
         # Breaches before r keep the alert alive and restart keep_firing_for.
-        seg = np.flatnonzero(breach[i:r]) + i
+        seg = breaches.between(i, r)
         if len(seg):
             last = int(seg[-1])
             alert.last_breach_at = float(wall[last])
-            alert.since_breach = int(np.count_nonzero(valid[last + 1 : r]))
+            alert.since_breach = int(evaluated[r] - evaluated[last + 1])
         else:
-            alert.since_breach += int(np.count_nonzero(valid[i:r]))
+            alert.since_breach += int(evaluated[r] - evaluated[i])
         if r >= n:
             return None
         alert.since_breach += 1  # the clear point itself is an evaluated point

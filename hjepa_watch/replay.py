@@ -9,12 +9,54 @@ quiet before the logs end.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from hjepa_watch.events.tailer import Notice, Tailer
+import numpy as np
+
+from hjepa_watch.events.tailer import Notice, ScalarBatch, Tailer
 from hjepa_watch.rules.evaluate import Evaluator, Transition
 from hjepa_watch.rules.loader import LoadedRule
+
+#: Points per evaluation call in replay. Evaluation has a fixed cost per call and
+#: instance; reading hands out 4 MiB chunks, so consecutive chunks of a run are
+#: joined (bounded: 32 bytes a point).
+COALESCE = 1 << 20
+
+
+def _coalesce(batches: Iterable[ScalarBatch], limit: int) -> Iterator[ScalarBatch]:
+    """Join consecutive batches of the same run, up to ``limit`` points each."""
+    pending: list[ScalarBatch] = []
+    size = 0
+    for b in batches:
+        if pending and (b.run != pending[0].run or size + len(b) > limit):
+            yield _join(pending)
+            pending, size = [], 0
+        pending.append(b)
+        size += len(b)
+    if pending:
+        yield _join(pending)
+
+
+def _join(parts: list[ScalarBatch]) -> ScalarBatch:
+    if len(parts) == 1:
+        return parts[0]
+    last = parts[-1]
+
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([getattr(p, name) for p in parts])
+
+    return ScalarBatch(
+        last.run,
+        last.path,
+        last.tags,
+        cat("tag_id"),
+        cat("step"),
+        cat("wall_time"),
+        cat("value"),
+        cat("segment"),
+        last.end_offset,
+    )
 
 
 @dataclass
@@ -54,7 +96,7 @@ def replay(
     evaluator = Evaluator(rules or [])
     transitions: list[Transition] = []
     newest = None
-    for batch in tailer.poll():
+    for batch in _coalesce(tailer.poll(), COALESCE):
         if rules:
             transitions += evaluator.process(batch)
         if len(batch):

@@ -16,6 +16,7 @@ new points times the window, never to the history.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +26,13 @@ from hjepa_watch.rules.schema import Rule, Span
 
 #: Rows of windows handled per numpy call for window statistics (bounds memory).
 _BLOCK = 1 << 16
+#: z-score spike references (median and MAD) over longer windows than this are
+#: refreshed every ceil(window / EXACT_SPIKE_WINDOW) points, not at every point.
+EXACT_SPIKE_WINDOW = 16
+
+
+def _stride(points: int) -> int:
+    return -(-points // EXACT_SPIKE_WINDOW) if points > EXACT_SPIKE_WINDOW else 1
 
 
 @dataclass
@@ -34,12 +42,14 @@ class View:
     Attributes:
         step, wall, value: the points.
         new: how many of them, at the end, are new.
+        offset: how many points of the segment came before the first one here.
     """
 
     step: np.ndarray
     wall: np.ndarray
     value: np.ndarray
     new: int
+    offset: int = 0  # position of the first point within its segment (a stable grid)
 
     @property
     def first_new(self) -> int:
@@ -63,6 +73,9 @@ class Result:
     breach: np.ndarray
     cleared: np.ndarray
     running: Running = field(default_factory=Running)
+    #: Where ``stat`` holds only a bound that decided breach and clear, this gives the
+    #: exact statistic for the new points at the given indices (for transitions).
+    exact: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 def history_needed(rule: Rule) -> Span:
@@ -71,7 +84,7 @@ def history_needed(rule: Rule) -> Span:
     if rule.condition in ("drop_from_max", "rise_from_min", *("above", "below", "outside", "inside")):
         return w if w is not None else Span(points=1)
     if rule.condition == "spike":
-        return Span(points=w.points + 1) if w.points is not None else w
+        return Span(points=w.points + _stride(w.points) + 1) if w.points is not None else w
     if rule.condition in ("trend_up", "trend_down"):
         return w
     return Span(points=1)
@@ -142,12 +155,24 @@ def window_reduce(view: View, span: Span | None, how: str, trailing: bool = Fals
 
 
 def _nanmedian_rows(w: np.ndarray) -> np.ndarray:
-    if not np.isnan(w).any():
+    """Median of each row, NaN left out; a row of NaN gives NaN.
+
+    Rows without NaN (nearly all: only incomplete windows and NaN values have them)
+    take np.median; np.nanmedian is many times slower and is kept for the others.
+    """
+    holes = np.isnan(w).any(axis=1)
+    if not holes.any():
         return np.median(w, axis=1)
-    empty = np.isnan(w).all(axis=1)
-    w = np.where(empty[:, None], 0.0, w)
-    out = np.nanmedian(w, axis=1)
-    out[empty] = np.nan
+    out = np.empty(len(w))
+    whole = ~holes
+    if whole.any():
+        out[whole] = np.median(w[whole], axis=1)
+    part = w[holes]
+    empty = np.isnan(part).all(axis=1)
+    part = np.where(empty[:, None], 0.0, part)
+    med = np.nanmedian(part, axis=1)
+    med[empty] = np.nan
+    out[holes] = med
     return out
 
 
@@ -176,26 +201,127 @@ def _slopes(view: View, span: Span) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     return slope, mean, extent, full & (n >= 3)
 
 
-def _spike(rule: Rule, view: View) -> tuple[np.ndarray, np.ndarray]:
-    lo, hi, full = _window_starts(view, rule.window, trailing=True)
+def _window_extrema(x: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Min and max (NaN left out) of every window x[s : s + width], in O(len(x)).
+
+    van Herk / Gil-Werman: prefix and suffix extrema within blocks of ``width``; a
+    window spans the suffix of one block and the prefix of the next.
+    """
+    n = len(x)
+    pad = (-n) % width
+    out = []
+    for fill, acc in ((np.inf, np.minimum), (-np.inf, np.maximum)):
+        a = np.concatenate([np.where(np.isnan(x), fill, x), np.full(pad, fill)]).reshape(-1, width)
+        pre = acc.accumulate(a, axis=1).ravel()
+        suf = acc.accumulate(a[:, ::-1], axis=1)[:, ::-1].ravel()
+        s = np.arange(n - width + 1)
+        out.append(acc(suf[s], pre[s + width - 1]))
+    return out[0], out[1]
+
+
+def _bounded_median(view: View, span: Span, levels: list[float]) -> tuple[np.ndarray, np.ndarray, Callable]:
+    """Window medians, computed only where the window's min and max leave a level between them.
+
+    Elsewhere the min stands in: it compares with every level as the median would.
+    Returns (stat, complete, exact) with ``exact(rows)`` the true medians.
+    """
     x = _finite_or_nan(view.value)
-    cur = x[view.first_new :]
-    stat = np.full(view.new, np.nan)
+    lo, hi, full = _window_starts(view, span, trailing=False)
+
+    def exact(rows: np.ndarray) -> np.ndarray:
+        return _reference(x, lo[rows], hi[rows], mad=False)[0]
+
+    if len(x) < span.points:
+        return exact(np.arange(view.new)), full, exact
+    mins, maxs = _window_extrema(x, span.points)
+    s = np.minimum(np.maximum(lo, 0), len(mins) - 1)
+    wmin, wmax = mins[s], maxs[s]
+    undecided = ~np.isfinite(wmin) | ~np.isfinite(wmax)
+    for level in levels:
+        undecided |= (wmin <= level) & (level <= wmax)
+    stat = wmin.copy()
+    rows = np.flatnonzero(undecided | ~full)
+    if len(rows):
+        stat[rows] = exact(rows)
+    return stat, full, exact
+
+
+def _reference(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, mad: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Median (and scaled MAD) of the windows [lo, hi) of x."""
+    med = np.full(len(lo), np.nan)
+    dev = np.full(len(lo), np.nan)
     for a in range(0, len(lo), _BLOCK):
         b = min(a + _BLOCK, len(lo))
         w = _masked_windows(x, lo[a:b], hi[a:b])
-        med = _nanmedian_rows(w)
+        med[a:b] = _nanmedian_rows(w)
+        if mad:
+            dev[a:b] = _nanmedian_rows(np.abs(w - med[a:b, None])) * 1.4826
+    return med, dev
+
+
+def _spike(rule: Rule, view: View) -> tuple[np.ndarray, np.ndarray, Callable | None]:
+    """Newest value against the trailing window's median (factor) or median and MAD (z).
+
+    Medians are the costly part of evaluation, so they are computed only where they
+    matter. Factor mode is exact: the window's min and max bound its median, hence
+    the factor; where no threshold or clear level lies between the bounds, they
+    decide, and only the other points (near a spike) get their median — also every
+    point of a transition, for its reported statistic. The z-score needs the median
+    and the MAD everywhere: for windows over :data:`EXACT_SPIKE_WINDOW` points they are
+    those of the last point on a grid of ``ceil(window / EXACT_SPIKE_WINDOW)`` points
+    (aligned to the segment, so batches do not change them), lagging by less than 7%
+    of the window; shorter windows, and durations, are exact.
+    """
+    x = _finite_or_nan(view.value)
+    cur = x[view.first_new :]
+    span = rule.window
+    if rule.mode == "factor":
+        lo, hi, full = _window_starts(view, span, trailing=True)
+        valid = full & np.isfinite(cur)
+
+        def exact(rows: np.ndarray) -> np.ndarray:
+            med, _ = _reference(x, lo[rows], hi[rows], mad=False)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(med > 0, cur[rows] / med, np.nan)
+
+        if span.points is None or len(x) < span.points:
+            return exact(np.arange(view.new)), valid, None
+        mins, maxs = _window_extrema(x, span.points)
+        s = np.maximum(lo, 0)  # full windows start at lo = hi - points
+        wmin, wmax = mins[np.minimum(s, len(mins) - 1)], maxs[np.minimum(s, len(maxs) - 1)]
         with np.errstate(invalid="ignore", divide="ignore"):
-            if rule.mode == "factor":
-                stat[a:b] = np.where(med > 0, cur[a:b] / med, np.nan)
-            else:
-                mad = _nanmedian_rows(np.abs(w - med[:, None])) * 1.4826
-                dev = cur[a:b] - med
-                z = dev / mad
-                # A flat reference: any departure is infinitely unusual, none is not.
-                z = np.where(mad > 0, z, np.where(dev == 0, 0.0, np.sign(dev) * np.inf))
-                stat[a:b] = z
-    return stat, full & np.isfinite(cur)
+            b1, b2 = cur / wmin, cur / wmax
+        s_lo, s_hi = np.fmin(b1, b2), np.fmax(b1, b2)
+        t, c = rule.threshold, rule.clear
+        levels = [t, 1 / t] + ([c, 1 / c] if c else [])
+        undecided = ~(wmin > 0) | ~np.isfinite(s_lo) | ~np.isfinite(s_hi)
+        for level in levels:
+            undecided |= (s_lo <= level) & (level <= s_hi)
+        undecided &= valid
+        stat = s_lo.copy()
+        rows = np.flatnonzero(undecided)
+        if len(rows):
+            stat[rows] = exact(rows)
+        return stat, valid, exact
+    k = _stride(span.points) if span.points is not None else 1
+    if k > 1:
+        j = np.arange(view.first_new, len(x))
+        grid = j - (j + view.offset) % k  # the reference point of each new point (non-decreasing)
+        change = np.ones(len(grid), bool)
+        change[1:] = grid[1:] != grid[:-1]
+        hi, inverse = grid[change], np.cumsum(change) - 1
+        lo = hi - span.points
+        full = (lo >= 0)[inverse]
+        med, mad = _reference(x, np.maximum(lo, 0), hi, mad=True)
+        med, mad = med[inverse], mad[inverse]
+    else:
+        lo, hi, full = _window_starts(view, span, trailing=True)
+        med, mad = _reference(x, lo, hi, mad=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dev = cur - med
+        # A flat reference: any departure is infinitely unusual, none is not.
+        stat = np.where(mad > 0, dev / mad, np.where(dev == 0, 0.0, np.sign(dev) * np.inf))
+    return stat, full & np.isfinite(cur), None
 
 
 def evaluate(rule: Rule, view: View, running: Running | None = None) -> Result:
@@ -212,9 +338,14 @@ def evaluate(rule: Rule, view: View, running: Running | None = None) -> Result:
         v = view.value[view.first_new :]
         bad = ~np.isfinite(v)
         return Result(v, np.ones(view.new, bool), bad, ~bad, running)
+    exact = None
     if cond in ("above", "below", "outside", "inside"):
         how = rule.reduce or ("last" if rule.window is None else "mean")
-        stat, valid = window_reduce(view, rule.window, how)
+        if how == "median" and rule.window.points is not None:
+            levels = [*np.ravel(t), *(np.ravel(c) if c is not None else ())]
+            stat, valid, exact = _bounded_median(view, rule.window, levels)
+        else:
+            stat, valid = window_reduce(view, rule.window, how)
         valid = valid & np.isfinite(stat)
         breach, cleared = _compare(cond, stat, t, c)
     elif cond in ("trend_up", "trend_down"):
@@ -227,7 +358,7 @@ def evaluate(rule: Rule, view: View, running: Running | None = None) -> Result:
         signed = stat if cond == "trend_up" else -stat
         breach, cleared = _compare("above", signed, t, c)
     elif cond == "spike":
-        stat, valid = _spike(rule, view)
+        stat, valid, exact = _spike(rule, view)
         valid &= ~np.isnan(stat)
         if rule.mode == "factor":
             with np.errstate(divide="ignore"):
@@ -258,7 +389,7 @@ def evaluate(rule: Rule, view: View, running: Running | None = None) -> Result:
         breach, cleared = _compare("above", stat, t, c, inclusive=True)
     else:
         raise ValueError(f"condition {cond} is not evaluated on points")
-    return Result(stat, valid, breach & valid, cleared & valid, running)
+    return Result(stat, valid, breach & valid, cleared & valid, running, exact)
 
 
 def _compare(cond: str, stat: np.ndarray, t, c, inclusive: bool = False) -> tuple[np.ndarray, np.ndarray]:

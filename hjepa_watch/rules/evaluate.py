@@ -122,6 +122,7 @@ class _Instance:
 class _Series:
     segment: int = -1
     start_step: int = 0
+    count: int = 0  # points of the current segment seen so far
     step: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     wall: np.ndarray = field(default_factory=lambda: np.empty(0))
     value: np.ndarray = field(default_factory=lambda: np.empty(0))
@@ -234,7 +235,7 @@ class Evaluator:
 
     def _feed(self, series, segment, step, wall, value, where, now, out) -> None:
         if segment != series.segment:
-            series.segment, series.start_step = segment, int(step[0])
+            series.segment, series.start_step, series.count = segment, int(step[0]), 0
             series.step, series.wall, series.value = step[:0], wall[:0], value[:0]
             for inst in series.instances:
                 inst.alert.cancel_pending()
@@ -256,21 +257,23 @@ class Evaluator:
             if rule.condition == "stale":
                 self._stale_points(inst, all_step, all_wall, all_value, new_from, where, segment, now, out)
                 continue
-            view = conditions.View(all_step[first:], all_wall[first:], all_value[first:], n_new)
+            view = conditions.View(
+                all_step[first:], all_wall[first:], all_value[first:], n_new, series.count - h + first
+            )
             res = conditions.evaluate(rule, view, inst.running)
             inst.running = res.running
             w = all_wall[new_from:]
-            for i, state in advance(inst.alert, res.breach, res.valid, res.cleared, w, rule.for_, rule.keep_firing_for):
-                j = new_from + i
-                out.append(
-                    (
-                        float(all_wall[j]),
-                        int(where[j - h]),
-                        self._transition(inst, state, all_step[j], all_wall[j], all_value[j], res.stat[i], segment),
-                    )
-                )
+            moves = advance(inst.alert, res.breach, res.valid, res.cleared, w, rule.for_, rule.keep_firing_for)
+            if moves:
+                at = np.array([i for i, _ in moves])
+                stats = res.exact(at) if res.exact is not None else res.stat[at]
+                for (i, state), stat in zip(moves, stats.tolist(), strict=True):
+                    j = new_from + i
+                    t = self._transition(inst, state, all_step[j], all_wall[j], all_value[j], stat, segment)
+                    out.append((float(all_wall[j]), int(where[j - h]), t))
             inst.last_wall, inst.last_step = float(all_wall[-1]), int(all_step[-1])
         # Keep only the tail the largest window needs.
+        series.count += len(step)
         series.step, series.wall, series.value = _tail(all_step, all_wall, all_value, series.keep)
 
     def _stale_points(self, inst, step, wall, value, new_from, where, segment, now, out) -> None:
@@ -278,30 +281,38 @@ class Evaluator:
         t = inst.rule.threshold
         h = len(step) - len(where)
         alert = inst.alert
-        prev = inst.last_wall
-        for j in range(new_from, len(step)):
-            w, at_point = float(wall[j]), int(where[j - h])
-            if alert.state is AlertState.FIRING:  # fired by tick(): this point ends it
-                alert.state, alert.resolved_at = AlertState.INACTIVE, w
-                out.append(
-                    (w, at_point, self._transition(inst, AlertState.RESOLVED, step[j], w, value[j], 0.0, segment))
+        w = wall[new_from:].astype(np.float64)
+        prev = np.concatenate([[np.nan if inst.last_wall is None else inst.last_wall], w[:-1]])
+        seen = inst.points + np.arange(len(w))  # points of the segment before each one
+        start = 0
+        if alert.state is AlertState.FIRING:  # fired by tick(): the first new point ends it
+            alert.state, alert.resolved_at = AlertState.INACTIVE, float(w[0])
+            t0 = self._transition(inst, AlertState.RESOLVED, step[new_from], w[0], value[new_from], 0.0, segment)
+            out.append((float(w[0]), int(where[new_from - h]), t0))
+            start = 1
+        with np.errstate(invalid="ignore"):
+            gaps = np.flatnonzero((w - prev > t) & (seen >= 2))
+        for i in gaps[gaps >= start].tolist():
+            # Seen after the fact (replay, catch-up): it fired, and it is over.
+            j, at = new_from + i, float(prev[i] + t)
+            last_step = int(step[j - 1]) if j > 0 else inst.last_step
+            last_value = float(value[j - 1]) if j > 0 else inst.last_value
+            alert.fired_at, alert.resolved_at = at, float(w[i])
+            point = int(where[j - h])
+            out.append(
+                (
+                    at,
+                    point,
+                    self._transition(inst, AlertState.FIRING, last_step, at, last_value, w[i] - prev[i], segment),
                 )
-            elif prev is not None and inst.points >= 2 and w - prev > t:
-                # Seen after the fact (replay, catch-up): it fired, and it is over.
-                at = prev + t
-                alert.fired_at, alert.resolved_at = at, w
-                fired = self._transition(
-                    inst, AlertState.FIRING, inst.last_step, at, inst.last_value, w - prev, segment
-                )
-                out.append((at, at_point, fired))
-                out.append(
-                    (w, at_point, self._transition(inst, AlertState.RESOLVED, step[j], w, value[j], 0.0, segment))
-                )
-            prev = w
-            inst.points += 1
-            inst.last_step, inst.last_value = int(step[j]), float(value[j])
-        inst.last_wall = prev
-        inst.last_arrival = now if now is not None else prev
+            )
+            out.append(
+                (float(w[i]), point, self._transition(inst, AlertState.RESOLVED, step[j], w[i], value[j], 0.0, segment))
+            )
+        inst.points += len(w)
+        inst.last_step, inst.last_value = int(step[-1]), float(value[-1])
+        inst.last_wall = float(w[-1])
+        inst.last_arrival = now if now is not None else inst.last_wall
 
     def tick(self, now: float) -> list[Transition]:
         """Check ``stale`` rules against the clock; return transitions (firing only)."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from .helpers import rule, transitions
 
@@ -116,3 +118,51 @@ def test_gaps_do_not_matter_to_point_windows() -> None:
     r = rule("{condition: above, threshold: 3, window: 2}")
     # Windows are the last 2 points whatever the steps between them: 2.5 at step 3, 5 at 5.
     assert transitions(r, "0 _ _ 5 _ 5") == [("firing", 5)]
+
+
+def _naive_medians(values: list[float], w: int, trailing: bool) -> list[float]:
+    import numpy as np
+
+    out = []
+    for j in range(len(values)):
+        lo, hi = (j - w, j) if trailing else (j - w + 1, j + 1)
+        out.append(float(np.median(values[lo:hi])) if lo >= 0 else float("nan"))
+    return out
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    values=st.lists(st.floats(0.01, 100), min_size=5, max_size=120),
+    w=st.integers(2, 40),
+    t=st.floats(1.1, 20),
+    chunks=st.integers(1, 4),
+)
+def test_factor_spike_and_median_bounds_are_exact(values, w, t, chunks) -> None:
+    """The min/max shortcuts decide exactly as the medians at every point would."""
+    import numpy as np
+
+    from hjepa_watch.rules.conditions import View, evaluate
+
+    x = np.array(values)
+    spike = rule(f"{{condition: spike, threshold: {t}, window: {w}}}")
+    res = evaluate(spike, View(np.arange(len(x)), np.arange(len(x)) + 1e9, x, len(x)))
+    med = np.array(_naive_medians(values, w, trailing=True))
+    want = x / med >= t
+    assert (res.breach == np.where(np.isnan(med), False, want)).all()
+    fired = np.flatnonzero(res.breach)
+    if len(fired):
+        assert np.allclose(res.exact(fired), (x / med)[fired])
+    below = rule(f"{{condition: below, threshold: {t}, window: {w}, reduce: median}}")
+    got = transitions(below, values, chunks=chunks)
+    med_in = np.array(_naive_medians(values, w, trailing=False))
+    firing, want_t = False, []
+    for j, m in enumerate(med_in):
+        if np.isnan(m):
+            continue
+        if m < t and not firing:
+            want_t.append(("firing", j))
+            firing = True
+        elif m >= t and firing:
+            want_t.append(("resolved", j))
+            firing = False
+    assert got == want_t
