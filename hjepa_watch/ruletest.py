@@ -28,7 +28,7 @@ from hjepa_watch.alerts import AlertKey, AlertState
 from hjepa_watch.events.segments import SegmentTracker
 from hjepa_watch.events.tailer import ScalarBatch
 from hjepa_watch.rules.evaluate import Evaluator, Transition
-from hjepa_watch.rules.loader import RuleError, RuleLoadError, _message, _Positions, load_rules
+from hjepa_watch.rules.loader import PositionedYaml, RuleError, RuleLoadError, error_message, load_rules
 
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _TOKEN = re.compile(
@@ -259,7 +259,7 @@ def load_test_file(path: str) -> tuple[_TestFile, list]:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise RuleLoadError([RuleError(path, 0, f"cannot read: {e.strerror}")]) from None
-    pos = _Positions(text, path)
+    pos = PositionedYaml(text, path)
     try:
         data = pos.load()
     except yaml.YAMLError as e:
@@ -272,7 +272,7 @@ def load_test_file(path: str) -> tuple[_TestFile, list]:
     except ValidationError as e:
         errs = []
         for err in e.errors():
-            loc, msg = _message(err, data)
+            loc, msg = error_message(err, data)
             errs.append(RuleError(path, pos.line_of(loc), msg.replace("rule #", "test #")))
         raise RuleLoadError(errs) from None
     base = Path(path).parent

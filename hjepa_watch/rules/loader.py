@@ -49,7 +49,7 @@ class LoadedRule:
     line: int
 
 
-class _Positions:
+class PositionedYaml:
     """YAML -> Python objects, remembering the line of every node by its path."""
 
     def __init__(self, text: str, file: str) -> None:
@@ -102,7 +102,7 @@ def expand_paths(paths: list[str]) -> list[str]:
     return out
 
 
-def _message(err: dict, data: Any) -> tuple[tuple, str]:
+def error_message(err: dict, data: Any) -> tuple[tuple, str]:
     loc = tuple(err["loc"])
     field = ".".join(str(x) for x in loc[2:]) if len(loc) > 2 else ""
     field = field.replace("for_", "for")
@@ -137,7 +137,7 @@ def load_file(path: str) -> tuple[list[LoadedRule], list[RuleError]]:
         return [], [RuleError(path, 0, f"cannot read: {e.strerror}")]
     except UnicodeDecodeError:
         return [], [RuleError(path, 0, "not UTF-8 text")]
-    pos = _Positions(text, path)
+    pos = PositionedYaml(text, path)
     try:
         data = pos.load()
     except yaml.YAMLError as e:
@@ -152,7 +152,7 @@ def load_file(path: str) -> tuple[list[LoadedRule], list[RuleError]]:
         parsed = RuleFile.model_validate(data)
     except ValidationError as e:
         for err in e.errors():
-            loc, msg = _message(err, data)
+            loc, msg = error_message(err, data)
             errors.append(RuleError(path, pos.line_of(loc), msg))
         return [], errors
     loaded = [LoadedRule(r, path, pos.line_of(("rules", i))) for i, r in enumerate(parsed.rules)]
