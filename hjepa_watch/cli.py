@@ -127,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for err in e.errors:
             print(err, file=sys.stderr)
         n = len(e.errors)
-        print(f"hjepa-watch: {n} error{'s' * (n != 1)} in rule files", file=sys.stderr)
+        print(f"hjepa-watch: {n} error{'s' * (n != 1)}", file=sys.stderr)
         # Invalid rules are a failed check for check-rules, a usage error elsewhere.
         return EXIT_CHECK_FAILED if args.command in ("check-rules", "test-rules") else EXIT_USAGE
     except KeyboardInterrupt:

@@ -28,7 +28,7 @@ from hjepa_watch.alerts import AlertKey, AlertState
 from hjepa_watch.events.segments import SegmentTracker
 from hjepa_watch.events.tailer import ScalarBatch
 from hjepa_watch.rules.evaluate import Evaluator, Transition
-from hjepa_watch.rules.loader import PositionedYaml, RuleError, RuleLoadError, error_message, load_rules
+from hjepa_watch.rules.loader import PositionedYaml, RuleError, RuleLoadError, error_message, load_rules, yaml_error
 
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _TOKEN = re.compile(
@@ -263,8 +263,7 @@ def load_test_file(path: str) -> tuple[_TestFile, list]:
     try:
         data = pos.load()
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise RuleLoadError([RuleError(path, mark.line + 1 if mark else 1, f"YAML syntax error: {e}")]) from None
+        raise RuleLoadError([yaml_error(path, e)]) from None
     if pos.errors:
         raise RuleLoadError(pos.errors)
     try:

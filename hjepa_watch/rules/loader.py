@@ -29,7 +29,7 @@ class RuleError:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}"
+        return f"{self.file}:{self.line}: {self.message}" if self.line else f"{self.file}: {self.message}"
 
 
 class RuleLoadError(Exception):
@@ -91,6 +91,14 @@ class PositionedYaml:
         return 1
 
 
+def yaml_error(path: str, e: yaml.YAMLError) -> RuleError:
+    """A YAML syntax error as one line, at the line where the parser noticed it."""
+    mark = getattr(e, "problem_mark", None)
+    line = mark.line + 1 if mark is not None else 1
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    return RuleError(path, line, f"YAML syntax error: {problem}")
+
+
 def expand_paths(paths: list[str]) -> list[str]:
     """Files as given; directories as their ``*.yaml`` / ``*.yml`` files (not recursive), sorted."""
     out: list[str] = []
@@ -141,10 +149,7 @@ def load_file(path: str) -> tuple[list[LoadedRule], list[RuleError]]:
     try:
         data = pos.load()
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        problem = getattr(e, "problem", None) or str(e)
-        return [], [RuleError(path, line, f"YAML syntax error: {problem}")]
+        return [], [yaml_error(path, e)]
     errors = list(pos.errors)
     if not isinstance(data, dict):
         return [], [*errors, RuleError(path, 1, "a rule file is a mapping with a 'rules' list")]
