@@ -51,12 +51,18 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if args.json:
         print(json_line(out))
     else:
+        counts = ", ".join(
+            _plural(out[k], word) for k, word in [("runs", "run"), ("files", "file"), ("scalars", "scalar")]
+        )
         print(
-            f"{out['runs']} runs, {out['files']} files, {out['scalars']} scalars, "
-            f"{out['corrupt_records']} corrupt records, {out['alerts_fired']} alerts fired "
-            f"in {out['seconds']:.2f} s"
+            f"{counts}, {_plural(out['corrupt_records'], 'corrupt record')}, "
+            f"{_plural(out['alerts_fired'], 'alert')} fired in {out['seconds']:.2f} s"
         )
     return EXIT_OK
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _cmd_check_rules(args: argparse.Namespace) -> int:
