@@ -303,6 +303,48 @@ class Tailer:
 
     # -- state ---------------------------------------------------------------
 
+    def file_record(self, path: str, offset: int) -> dict:
+        """A file's position to persist, as of ``offset`` (a batch's ``end_offset``)."""
+        run = self._by_path[path]
+        f = run.files[path]
+        dev, ino = f.ino if f.ino is not None else (None, None)
+        return {
+            "path": path,
+            "run": run.name,
+            "offset": offset,
+            "dev": dev,
+            "ino": ino,
+            "head": f.head,
+            "tail": f.tail,
+            "corrupt_skipped": f.reader.corrupt_skipped,
+        }
+
+    def run_record(self, name: str) -> dict:
+        """A run's decoder and segment state to persist."""
+        run = self.runs[name]
+        return {
+            "name": name,
+            "path": run.path,
+            "plugins": run.decoder.plugins,
+            "segments": run.segments.to_state(run.decoder.tags),
+        }
+
+    def restore(self, runs: list[dict], files: list[dict]) -> None:
+        """Resume from persisted records (before the first :meth:`scan`)."""
+        for r in runs:
+            run = self.runs[r["name"]] = _Run(r["name"], r["path"])
+            run.decoder.plugins.update(r.get("plugins", {}))
+            run.segments = SegmentTracker.from_state(r["segments"], run.decoder.tag_id)
+        for f in files:
+            run = self.runs.get(f["run"])
+            if run is None:
+                run = self.runs[f["run"]] = _Run(f["run"], os.path.dirname(f["path"]))
+            reader = RecordReader(f["path"], f["offset"], self.corrupt_grace, self.chunk_bytes, f["corrupt_skipped"])
+            ino = (f["dev"], f["ino"]) if f["ino"] is not None else None
+            run.files[f["path"]] = _File(reader, ino, f["head"] or b"", f["tail"] or b"")
+            run.order.append(f["path"])
+            self._by_path[f["path"]] = run
+
     @property
     def stats(self) -> IngestStats:
         """Counters over everything read so far."""

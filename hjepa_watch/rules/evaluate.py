@@ -120,6 +120,7 @@ class _Instance:
 
 @dataclass
 class _Series:
+    key: tuple[str, str] = ("", "")
     segment: int = -1
     start_step: int = 0
     count: int = 0  # points of the current segment seen so far
@@ -161,6 +162,11 @@ class Evaluator:
         self._instances: dict[AlertKey, _Instance] = {}
         self._routes: dict[str, list[_Series | None]] = {}  # run -> per tag id
         self.points_evaluated = 0
+        self._saved_instances: dict[AlertKey, dict] = {}
+        self._saved_series: dict[tuple[str, str], object] = {}
+        #: Changed since :meth:`take_dirty`: alert keys, and per series its new points.
+        self._dirty_alerts: set[AlertKey] = set()
+        self._dirty_series: dict[tuple[str, str], tuple[int, list]] = {}
 
     # -- routing -------------------------------------------------------------
 
@@ -183,12 +189,20 @@ class Evaluator:
                 key = AlertKey(c.rule.name, run, tuple(sorted(labels.items())))
                 if key not in self._instances:  # the first tag bound to an identity keeps it
                     inst = _Instance(c.rule, key, tag, labels)
+                    saved = self._saved_instances.pop(key, None)
+                    if saved is not None:
+                        _load_instance(inst, saved)
                     self._instances[key] = inst
                     series.instances.append(inst)
                 break
         if not series.instances:
             return None
         series.keep = _max_span(conditions.history_needed(i.rule) for i in series.instances)
+        saved = self._saved_series.pop((run, tag), None)
+        if saved is not None:
+            series.segment, series.start_step, series.count = saved.segment, saved.start_step, saved.count
+            series.step, series.wall, series.value = _tail(saved.step, saved.wall, saved.value, series.keep)
+        series.key = (run, tag)
         self._series[(run, tag)] = series
         return series
 
@@ -241,6 +255,13 @@ class Evaluator:
                 inst.alert.cancel_pending()
                 inst.running = conditions.Running()
                 inst.points = 0
+        first_seq = series.count
+        prev = self._dirty_series.get(series.key)
+        if prev is not None and prev[0] + sum(len(p[0]) for p in prev[1]) == first_seq:
+            prev[1].append((step, wall, value))
+        else:
+            self._dirty_series[series.key] = (first_seq, [(step, wall, value)])
+        self._dirty_alerts.update(i.key for i in series.instances)
         h = len(series.step)
         all_step = np.concatenate([series.step, step])
         all_wall = np.concatenate([series.wall, wall])
@@ -361,6 +382,40 @@ class Evaluator:
             annotations={k: render(v, fields) for k, v in rule.annotations.items()},
         )
 
+    # -- persistence ---------------------------------------------------------
+
+    def restore(self, instances: list[dict], series: list) -> None:
+        """Resume from persisted state (applied as each series is first routed)."""
+        for d in instances:
+            key = AlertKey(d["rule"], d["run"], tuple(sorted(d["labels"].items())))
+            self._saved_instances[key] = d
+        for rows in series:
+            self._saved_series[(rows.run, rows.tag)] = rows
+
+    def take_dirty(self) -> tuple[list[dict], list[tuple]]:
+        """Alert states and new series points changed since the last call.
+
+        Returns:
+            (alert records, [(SeriesRows with the new points only, first sequence
+            number, ring size)]).
+        """
+        from hjepa_watch.state import DURATION_RING, SeriesRows
+
+        alerts = [_dump_instance(self._instances[k]) for k in self._dirty_alerts]
+        series = []
+        for key, (first_seq, parts) in self._dirty_series.items():
+            s = self._series[key]
+            ring = DURATION_RING if s.keep.seconds is not None else max(s.keep.points or 1, 1)
+            step = np.concatenate([p[0] for p in parts])
+            wall = np.concatenate([p[1] for p in parts])
+            value = np.concatenate([p[2] for p in parts])
+            series.append(
+                (SeriesRows(key[0], key[1], s.segment, s.start_step, s.count, step, wall, value), first_seq, ring)
+            )
+        self._dirty_alerts.clear()
+        self._dirty_series.clear()
+        return alerts, series
+
     # -- inspection ----------------------------------------------------------
 
     def alerts(self) -> dict[AlertKey, Alert]:
@@ -370,6 +425,47 @@ class Evaluator:
     def firing(self) -> list[AlertKey]:
         """Identities of the alerts firing now."""
         return [k for k, i in self._instances.items() if i.alert.state is AlertState.FIRING]
+
+
+_ALERT_FIELDS = ("breaches", "last_breach_at", "since_breach")
+
+
+def _dump_instance(inst: _Instance) -> dict:
+    a = inst.alert
+    return {
+        "rule": inst.key.rule,
+        "run": inst.key.run,
+        "labels": inst.key.label_dict,
+        "tag": inst.tag,
+        "state": a.state.value,
+        "active_at": a.active_at,
+        "fired_at": a.fired_at,
+        "resolved_at": a.resolved_at,
+        "last_sent_at": a.last_sent_at,
+        **{f: getattr(a, f) for f in _ALERT_FIELDS},
+        "best": inst.running.best,
+        "last_wall": inst.last_wall,
+        "last_step": inst.last_step,
+        "last_value": inst.last_value,
+        "last_arrival": inst.last_arrival,
+        "points": inst.points,
+    }
+
+
+def _load_instance(inst: _Instance, d: dict) -> None:
+    a = inst.alert
+    a.state = AlertState(d["state"])
+    a.active_at, a.fired_at, a.resolved_at, a.last_sent_at = (
+        d["active_at"],
+        d["fired_at"],
+        d["resolved_at"],
+        d["last_sent_at"],
+    )
+    for f in _ALERT_FIELDS:
+        setattr(a, f, d[f])
+    inst.running = conditions.Running(d["best"] if d["best"] is not None else math.nan)
+    inst.last_wall, inst.last_step, inst.last_value = d["last_wall"], d["last_step"], d["last_value"]
+    inst.last_arrival, inst.points = d["last_arrival"], d["points"]
 
 
 def _tail(step: np.ndarray, wall: np.ndarray, value: np.ndarray, keep: Span):
