@@ -7,22 +7,19 @@ Errors are one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
 
 from hjepa_watch import __version__
+from hjepa_watch.config import ConfigError
 from hjepa_watch.events.discovery import LogdirError
 from hjepa_watch.events.tailer import Notice
+from hjepa_watch.output import json_line
 from hjepa_watch.rules.loader import RuleLoadError
+from hjepa_watch.state import StateError
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def json_line(obj: dict) -> str:
-    """One JSON object per line; NaN and ±Inf as the JSON text tokens NaN/Infinity."""
-    return json.dumps(obj, allow_nan=True, separators=(", ", ": "))
 
 
 def _print_notice(notice: Notice) -> None:
@@ -92,6 +89,92 @@ def _cmd_test_rules(args: argparse.Namespace) -> int:
     return EXIT_CHECK_FAILED if failed else EXIT_OK
 
 
+def _cmd_history(args: argparse.Namespace) -> int:
+    from hjepa_watch.output import history_table
+    from hjepa_watch.state import StateDB, default_state_path
+
+    db = StateDB(args.state or default_state_path(), readonly=True)
+    rows = db.history(limit=args.limit)
+    db.close()
+    if args.json:
+        for r in rows:
+            print(json_line(r))
+    else:
+        history_table(rows, sys.stdout)
+    return EXIT_OK
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from hjepa_watch.config import load_settings
+    from hjepa_watch.daemon import Daemon
+    from hjepa_watch.output import make_output
+    from hjepa_watch.state import StateDB, default_state_path
+
+    settings = load_settings(
+        {
+            "logdirs": args.logdir,
+            "rules": args.rules,
+            "notify": args.notify,
+            "state": args.state,
+            "poll_interval": args.poll_interval,
+            "dashboard": False if args.no_dashboard else None,
+            "json_output": True if args.json else None,
+        },
+        args.config,
+    )
+    if not settings.logdirs:
+        print("hjepa-watch: error: no LOGDIR given (argument, HJEPA_WATCH_LOGDIRS or config file)", file=sys.stderr)
+        return EXIT_USAGE
+    rules = _load_rules(settings.rules)
+    state = StateDB(settings.state or default_state_path())
+    output = make_output(settings, sys.stdout, sys.stderr)
+    stop, reload = threading.Event(), threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: reload.set())
+    daemon = Daemon(
+        settings.logdirs,
+        rules,
+        lambda: _load_rules(settings.rules),
+        state,
+        output,
+        poll_interval=settings.poll_interval,
+        corrupt_grace=settings.corrupt_grace,
+        channels=list(settings.notify),
+    )
+    try:
+        daemon.run(stop, reload)
+    finally:
+        state.close()
+    return EXIT_OK
+
+
+SUBCOMMANDS = ("replay", "check-rules", "test-rules", "history")
+
+
+def _watch_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hjepa-watch",
+        usage="hjepa-watch LOGDIR [LOGDIR...] [options]  |  hjepa-watch {" + ",".join(SUBCOMMANDS) + "} ...",
+        description="Watch H-JEPA training runs: tail TensorBoard event files, evaluate alert rules, notify.",
+        epilog="Commands: " + ", ".join(SUBCOMMANDS) + " (hjepa-watch COMMAND --help).",
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("logdir", nargs="*", metavar="LOGDIR", help="log directories to watch")
+    p.add_argument("--rules", action="append", metavar="PATH", help="rule file or directory (repeatable)")
+    p.add_argument("--notify", action="append", metavar="URL", help="apprise URL to notify (repeatable)")
+    p.add_argument("--config", metavar="FILE", help="YAML config file (also $HJEPA_WATCH_CONFIG)")
+    p.add_argument("--state", metavar="PATH", help="state database (default: the user's state directory)")
+    p.add_argument("--poll-interval", type=float, metavar="SECONDS", help="seconds between full polls (default 2)")
+    p.add_argument("--no-dashboard", action="store_true", help="print lines instead of the live dashboard")
+    p.add_argument("--json", action="store_true", help="print transitions as JSON lines (DESIGN.md §4)")
+    p.set_defaults(func=_cmd_watch, command="watch")
+    return p
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="hjepa-watch",
@@ -111,12 +194,18 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("paths", nargs="+", metavar="PATH", help="test files or directories of them")
     t.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
     t.set_defaults(func=_cmd_test_rules)
+    h = sub.add_parser("history", help="past alerts from the state database")
+    h.add_argument("--state", metavar="PATH", help="state database (default: the user's state directory)")
+    h.add_argument("--json", action="store_true", help="one JSON object per line")
+    h.add_argument("--limit", type=int, metavar="N", help="only the newest N")
+    h.set_defaults(func=_cmd_history)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
-    parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser() if argv and argv[0] in SUBCOMMANDS else _watch_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse has printed its one-line usage error
@@ -127,6 +216,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except LogdirError as e:
+        print(f"hjepa-watch: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ConfigError, StateError) as e:
         print(f"hjepa-watch: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except RuleLoadError as e:
