@@ -96,6 +96,12 @@ def parse_span(value: Any, what: str, allow_zero: bool = False) -> Span:
 
 
 def _number(value: Any, what: str) -> float:
+    if isinstance(value, str):
+        # YAML 1.1 reads 1e-6 (no dot, or no exponent sign) as a string: accept it.
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(f"{what} must be a number, not {value!r}") from None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{what} must be a number, not {value!r}")
     if math.isnan(value):

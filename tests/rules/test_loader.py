@@ -95,3 +95,10 @@ def test_selectors(pattern, name, labels) -> None:
 def test_bad_selectors(bad) -> None:
     with pytest.raises(PatternError):
         compile_pattern(bad)
+
+
+def test_exponent_thresholds_that_yaml_reads_as_strings(tmp_path) -> None:
+    f = tmp_path / "r.yaml"
+    f.write_text("rules:\n  - {name: lr, metric: m, condition: below, threshold: 1e-12}\n")
+    (r,) = load_rules([str(f)])
+    assert r.rule.threshold == 1e-12
