@@ -58,8 +58,20 @@ class Daemon:
 
     def __init__(self, logdir: Path, state: Path, rules: Path, *extra: str) -> None:
         self.p = subprocess.Popen(
-            [sys.executable, "-m", "hjepa_watch", str(logdir), "--state", str(state), "--rules", str(rules)]
-            + ["--json", "--poll-interval", "0.2", *extra],
+            [
+                sys.executable,
+                "-m",
+                "hjepa_watch",
+                str(logdir),
+                "--state",
+                str(state),
+                "--rules",
+                str(rules),
+                "--json",
+                "--poll-interval",
+                "0.2",
+                *extra,
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
