@@ -51,8 +51,13 @@ def signal_of(tag: str) -> str | None:
         for p in pats:
             m = p.match(tag)
             if m is not None:
-                return name.format(**m)
+                label = name.format(**m)
+                _RANK.setdefault(label, (_ORDER[name], label))
+                return label
     return None
+
+
+_RANK: dict[str, tuple[int, str]] = {}  # signal label -> display order
 
 
 def sparkline(values: list[float]) -> str:
@@ -185,8 +190,7 @@ def render(snap: Snapshot, height: int = 40) -> Group:
     """The dashboard for one snapshot (pure: no I/O, no clock)."""
     n_firing = sum(len(v) for v in snap.firing.values())
     n_pending = sum(snap.pending.values())
-    header = Text.assemble(
-        ("hjepa-watch ", "bold"),
+    stats = Text.assemble(
         f"{len(snap.runs)} runs · {snap.files} files · {snap.scalars:,} scalars · {snap.rate:,.0f}/s · ",
         (f"{snap.corrupt} corrupt", "red" if snap.corrupt else ""),
         " · ",
@@ -219,14 +223,14 @@ def render(snap: Snapshot, height: int = 40) -> Group:
     if hidden:
         bad = sum(1 for r in hidden if snap.firing.get(r.name))
         table.add_row(Text(f"… {len(hidden)} more runs ({bad} firing)", style="dim"), "", "", "", "")
-    parts = [Panel(table, title=header, title_align="left")]
+    parts = [Panel(Group(stats, table), title="[bold]hjepa-watch[/]", title_align="left")]
     if runs:
         top = runs[0]
         sig = Table(expand=True, box=None, pad_edge=False, show_header=False)
         sig.add_column("signal", no_wrap=True)
         sig.add_column("last", justify="right", no_wrap=True)
         sig.add_column("trend", no_wrap=True)
-        for name in sorted(top.signals, key=lambda n: (_ORDER.get(n.split(" L")[0].split(" h")[0], 99), n)):
+        for name in sorted(top.signals, key=lambda n: _RANK.get(n, (99, n))):
             vals = list(top.signals[name])
             sig.add_row(name, _fmt(vals[-1]), sparkline(vals))
         parts.append(Panel(sig, title=f"signals · {top.name}", title_align="left"))
