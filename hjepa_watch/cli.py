@@ -122,6 +122,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
             "poll_interval": args.poll_interval,
             "dashboard": False if args.no_dashboard else None,
             "json_output": True if args.json else None,
+            "inotify": False if args.no_inotify else None,
         },
         args.config,
     )
@@ -144,6 +145,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
         poll_interval=settings.poll_interval,
         corrupt_grace=settings.corrupt_grace,
         channels=list(settings.notify),
+        use_inotify=settings.inotify,
     )
     try:
         daemon.run(stop, reload)
@@ -171,6 +173,7 @@ def _watch_parser() -> argparse.ArgumentParser:
     p.add_argument("--poll-interval", type=float, metavar="SECONDS", help="seconds between full polls (default 2)")
     p.add_argument("--no-dashboard", action="store_true", help="print lines instead of the live dashboard")
     p.add_argument("--json", action="store_true", help="print transitions as JSON lines (DESIGN.md §4)")
+    p.add_argument("--no-inotify", action="store_true", help="poll only (inotify misses writes from other NFS hosts)")
     p.set_defaults(func=_cmd_watch, command="watch")
     return p
 

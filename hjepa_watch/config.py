@@ -47,6 +47,7 @@ class Settings(BaseSettings):
         corrupt_grace: seconds a corrupt region is re-checked before it is skipped.
         dashboard: show the live dashboard (None: when stdout is a terminal).
         json_output: print transitions as JSON lines.
+        inotify: wake on inotify events (False: polling only, e.g. for NFS).
     """
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
@@ -59,6 +60,7 @@ class Settings(BaseSettings):
     corrupt_grace: float = Field(default=30.0, ge=0)
     dashboard: bool | None = None
     json_output: bool = False
+    inotify: bool = True
 
     @field_validator("logdirs", "rules", "notify", mode="before")
     @classmethod

@@ -291,3 +291,22 @@ def test_damaged_file_never_yields_a_wrong_or_repeated_scalar(tmp_path_factory, 
     truth = [(p[1], p[2], p[3]) for p in whole]
     it = iter(truth)
     assert all(any(g == t for t in it) for g in got), "not a subsequence of the true scalars"
+
+
+def test_discovery_relists_only_changed_directories(tmp_path) -> None:
+    from hjepa_watch.events.discovery import Discoverer
+
+    write_torch_scalars(tmp_path / "a", [("x", 1.0, 1)])
+    d = Discoverer(str(tmp_path))
+    first = d.runs()
+    assert [r.name for r in first] == ["a"]
+    again = d.runs()
+    assert again[0] is first[0]  # unchanged: the cached listing
+    time.sleep(1.1)
+    write_torch_scalars(tmp_path / "a", [("x", 2.0, 2)])  # a second file in the same run
+    (tmp_path / "b" / "c").mkdir(parents=True)
+    (tmp_path / "b" / "c" / "events.out.tfevents.1.h.1.0").write_bytes(b"")
+    runs = d.runs()
+    assert [r.name for r in runs] == ["a", "b/c"] and len(runs[0].files) == 2
+    shutil.rmtree(tmp_path / "b")
+    assert [r.name for r in d.runs()] == ["a"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -47,63 +48,118 @@ class RunFiles:
     files: tuple[str, ...]
 
 
+@dataclass
+class _Listing:
+    stamp: tuple[int, int, int]  # (mtime_ns, ctime_ns, size) of the directory when listed
+    subdirs: list[tuple[str, tuple[int, int]]]  # path, (dev, ino)
+    run: RunFiles | None
+
+
+class Discoverer:
+    """Finds runs under one LOGDIR, again and again, cheaply.
+
+    A directory is listed again only when its own mtime/ctime/size changed (a file or
+    subdirectory was created, removed or renamed in it); otherwise its last listing
+    stands. So a poll of a quiet tree of thousands of runs costs one ``stat`` per
+    directory instead of listing every directory and stat'ing every entry.
+
+    Args:
+        logdir: the log directory.
+        prefix: run-name prefix (several LOGDIRs).
+        on_warning: ``(key, message)`` for a directory that cannot be listed.
+    """
+
+    def __init__(self, logdir: str, prefix: str = "", on_warning: Callable[[str, str], None] | None = None) -> None:
+        self.logdir, self.prefix, self.on_warning = logdir, prefix, on_warning
+        self._listings: dict[str, _Listing] = {}
+
+    def runs(self) -> list[RunFiles]:
+        """Return the runs under the LOGDIR, sorted by name.
+
+        Symlinked directories are followed once each (a loop ends where it began).
+
+        Raises:
+            LogdirError: the LOGDIR does not exist, is not a directory, or cannot be listed.
+        """
+        logdir = self.logdir
+        try:
+            root = os.stat(logdir)
+        except FileNotFoundError:
+            self._listings.clear()
+            raise LogdirError(f"log directory does not exist: {logdir}") from None
+        except OSError as e:
+            raise LogdirError(f"cannot access log directory {logdir}: {e.strerror}") from None
+        if not stat.S_ISDIR(root.st_mode):
+            raise LogdirError(f"not a directory: {logdir}")
+        if not os.access(logdir, os.R_OK | os.X_OK):
+            raise LogdirError(f"cannot read log directory: {logdir}")
+        seen = {(root.st_dev, root.st_ino)}
+        runs: list[RunFiles] = []
+        stack = [(logdir, root)]
+        listed: dict[str, _Listing] = {}
+        while stack:
+            path, st = stack.pop()
+            stamp = (st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+            listing = self._listings.get(path)
+            if listing is None or listing.stamp != stamp:
+                listing = self._list(path, stamp)
+                if listing is None:
+                    continue
+            listed[path] = listing
+            if listing.run is not None:
+                runs.append(listing.run)
+            for sub, key in listing.subdirs:
+                if key in seen:
+                    continue
+                seen.add(key)
+                try:
+                    stack.append((sub, os.stat(sub)))
+                except OSError:
+                    continue  # gone meanwhile
+        self._listings = listed
+        runs.sort(key=lambda r: natural_key(r.name))
+        return runs
+
+    def _list(self, path: str, stamp: tuple[int, int, int]) -> _Listing | None:
+        try:
+            entries = list(os.scandir(path))
+        except FileNotFoundError:
+            return None  # removed while we walked
+        except OSError as e:
+            if self.on_warning is not None:
+                self.on_warning(f"dir:{path}", f"cannot list {path}: {e.strerror}; skipped")
+            return None
+        files: list[str] = []
+        subdirs: list[tuple[str, tuple[int, int]]] = []
+        for entry in entries:
+            try:
+                if entry.is_dir():
+                    st = entry.stat()
+                    subdirs.append((entry.path, (st.st_dev, st.st_ino)))
+                elif is_event_file(entry.name) and entry.is_file():
+                    files.append(entry.path)
+            except OSError:
+                continue  # a dangling symlink, or gone meanwhile
+        run = None
+        if files:
+            rel = os.path.relpath(path, self.logdir)
+            name = rel if not self.prefix else (self.prefix if rel == "." else f"{self.prefix}/{rel}")
+            files.sort(key=lambda p: natural_key(os.path.basename(p)))
+            run = RunFiles(name, path, tuple(files))
+        return _Listing(stamp, subdirs, run)
+
+
 def discover(
     logdir: str,
     prefix: str = "",
     on_warning: Callable[[str, str], None] | None = None,
 ) -> list[RunFiles]:
-    """Return the runs under ``logdir``, sorted by name.
-
-    Symlinked directories are followed once each (a loop ends where it began);
-    directories that cannot be listed are reported through ``on_warning(key,
-    message)`` and skipped.
+    """Return the runs under ``logdir``, sorted by name (one-shot :class:`Discoverer`).
 
     Raises:
         LogdirError: ``logdir`` does not exist, is not a directory, or cannot be listed.
     """
-    try:
-        root = os.stat(logdir)
-    except FileNotFoundError:
-        raise LogdirError(f"log directory does not exist: {logdir}") from None
-    except OSError as e:
-        raise LogdirError(f"cannot access log directory {logdir}: {e.strerror}") from None
-    if not os.path.isdir(logdir):
-        raise LogdirError(f"not a directory: {logdir}")
-    if not os.access(logdir, os.R_OK | os.X_OK):
-        raise LogdirError(f"cannot read log directory: {logdir}")
-    seen = {(root.st_dev, root.st_ino)}
-    runs: list[RunFiles] = []
-    stack = [logdir]
-    while stack:
-        path = stack.pop()
-        try:
-            entries = list(os.scandir(path))
-        except FileNotFoundError:
-            continue  # removed while we walked
-        except OSError as e:
-            if on_warning is not None:
-                on_warning(f"dir:{path}", f"cannot list {path}: {e.strerror}; skipped")
-            continue
-        files = []
-        for entry in entries:
-            try:
-                if entry.is_dir():
-                    st = entry.stat()
-                    key = (st.st_dev, st.st_ino)
-                    if key not in seen:
-                        seen.add(key)
-                        stack.append(entry.path)
-                elif is_event_file(entry.name) and entry.is_file():
-                    files.append(entry.path)
-            except OSError:
-                continue  # a dangling symlink, or gone meanwhile
-        if files:
-            rel = os.path.relpath(path, logdir)
-            name = rel if not prefix else (prefix if rel == "." else f"{prefix}/{rel}")
-            files.sort(key=lambda p: natural_key(os.path.basename(p)))
-            runs.append(RunFiles(name, path, tuple(files)))
-    runs.sort(key=lambda r: natural_key(r.name))
-    return runs
+    return Discoverer(logdir, prefix, on_warning).runs()
 
 
 def logdir_prefixes(logdirs: list[str]) -> list[str]:

@@ -22,7 +22,7 @@ import numpy as np
 
 from hjepa_watch.events import decode as _decode
 from hjepa_watch.events.decode import ScalarPoint
-from hjepa_watch.events.discovery import discover, logdir_prefixes
+from hjepa_watch.events.discovery import Discoverer, logdir_prefixes
 from hjepa_watch.events.records import CorruptReport, RecordReader
 from hjepa_watch.events.segments import SegmentTracker
 
@@ -112,6 +112,7 @@ class _Run:
     segments: SegmentTracker = field(default_factory=SegmentTracker)
     files: dict[str, _File] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
+    listed: object = None  # the discovery listing last merged in
 
 
 class Tailer:
@@ -137,6 +138,7 @@ class Tailer:
     ) -> None:
         self.logdirs = [os.path.abspath(d) for d in logdirs]
         self._prefixes = logdir_prefixes(self.logdirs)
+        self._discoverers = [Discoverer(d, p, self._warning) for d, p in zip(self.logdirs, self._prefixes, strict=True)]
         self.corrupt_grace = corrupt_grace
         self.clock = clock
         self.on_notice = on_notice
@@ -170,18 +172,22 @@ class Tailer:
         Raises:
             hjepa_watch.events.discovery.LogdirError: a LOGDIR is missing or unreadable.
         """
-        for logdir, prefix in zip(self.logdirs, self._prefixes, strict=True):
-            for found in discover(logdir, prefix, self._warning):
+        for discoverer in self._discoverers:
+            for found in discoverer.runs():
                 run = self.runs.get(found.name)
                 if run is None:
                     run = self.runs[found.name] = _Run(found.name, found.path)
                     self.report("new_run", found.path, f"new run {found.name}")
+                if run.listed is found:
+                    continue  # unchanged since the last scan
+                run.listed = found
                 for path in found.files:
                     if path not in run.files:
                         run.files[path] = _File(RecordReader(path, 0, self.corrupt_grace, self.chunk_bytes))
                         self._by_path[path] = run
                 # Creation order, with files we still follow that vanished from the listing kept.
-                run.order = list(found.files) + [p for p in run.order if p not in set(found.files)]
+                listed = set(found.files)
+                run.order = list(found.files) + [p for p in run.order if p not in listed]
 
     def knows(self, path: str) -> bool:
         """True if ``path`` is an event file being followed."""
