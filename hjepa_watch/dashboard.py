@@ -166,6 +166,10 @@ _SEV_RANK = {"critical": 3, "warning": 2, "info": 1}
 _SEV_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
 
+def _n(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _age(now: float, wall: float) -> str:
     s = max(now - wall, 0)
     if s < 90:
@@ -191,11 +195,11 @@ def render(snap: Snapshot, height: int = 40) -> Group:
     n_firing = sum(len(v) for v in snap.firing.values())
     n_pending = sum(snap.pending.values())
     stats = Text.assemble(
-        f"{len(snap.runs)} runs · {snap.files} files · {snap.scalars:,} scalars · {snap.rate:,.0f}/s · ",
+        f"{_n(len(snap.runs), 'run')} · {_n(snap.files, 'file')} · {snap.scalars:,} scalars · {snap.rate:,.0f}/s · ",
         (f"{snap.corrupt} corrupt", "red" if snap.corrupt else ""),
         " · ",
         (f"{n_firing} firing", "bold red" if n_firing else "green"),
-        f" · {n_pending} pending · {snap.rules} rules",
+        f" · {n_pending} pending · {_n(snap.rules, 'rule')}",
     )
     runs = sorted(snap.runs, key=lambda r: _badness(snap, r.name))
     room = max(height - 24, 3)
