@@ -22,6 +22,7 @@ from hjepa_watch.rules import conditions
 from hjepa_watch.rules.loader import LoadedRule
 from hjepa_watch.rules.schema import Rule, Span
 from hjepa_watch.rules.selectors import compile_pattern
+from hjepa_watch.state import DURATION_RING, SeriesRows
 
 _PHRASE = {
     "above": "is above",
@@ -399,8 +400,6 @@ class Evaluator:
             (alert records, [(SeriesRows with the new points only, first sequence
             number, ring size)]).
         """
-        from hjepa_watch.state import DURATION_RING, SeriesRows
-
         alerts = [_dump_instance(self._instances[k]) for k in self._dirty_alerts]
         series = []
         for key, (first_seq, parts) in self._dirty_series.items():
