@@ -15,6 +15,7 @@ from hjepa_watch import __version__
 from hjepa_watch.config import ConfigError
 from hjepa_watch.events.discovery import LogdirError
 from hjepa_watch.events.tailer import Notice
+from hjepa_watch.notify.channels import ChannelError
 from hjepa_watch.output import json_line
 from hjepa_watch.rules.loader import RuleLoadError
 from hjepa_watch.state import StateError
@@ -129,9 +130,27 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     if not settings.logdirs:
         print("hjepa-watch: error: no LOGDIR given (argument, HJEPA_WATCH_LOGDIRS or config file)", file=sys.stderr)
         return EXIT_USAGE
+    from hjepa_watch.notify.channels import check_private, make_channels
+    from hjepa_watch.notify.outbox import Sender
+
     rules = _load_rules(settings.rules)
-    state = StateDB(settings.state or default_state_path())
+    channels = make_channels(list(settings.notify), settings.channels)
+    state_path = settings.state or default_state_path()
+    state = StateDB(state_path)
     output = make_output(settings, sys.stdout, sys.stderr)
+    config_file = args.config or os.environ.get("HJEPA_WATCH_CONFIG")
+    if config_file and (settings.channels or settings.notify):
+        warning = check_private(config_file)
+        if warning:
+            output.notice(Notice("secrets", config_file, warning))
+    sender = None
+    if channels:
+        sender = Sender(
+            state_path,
+            channels,
+            group_wait=settings.group_wait,
+            on_notice=lambda m: output.notice(Notice("notify", "", m)),
+        )
     stop, reload = threading.Event(), threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -144,7 +163,9 @@ def _cmd_watch(args: argparse.Namespace) -> int:
         output,
         poll_interval=settings.poll_interval,
         corrupt_grace=settings.corrupt_grace,
-        channels=list(settings.notify),
+        channels=[c.name for c in channels],
+        send_resolved=settings.send_resolved,
+        sender=sender,
         use_inotify=settings.inotify,
     )
     try:
@@ -154,7 +175,81 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-SUBCOMMANDS = ("replay", "check-rules", "test-rules", "history")
+SUBCOMMANDS = ("replay", "check-rules", "test-rules", "history", "notify-test", "silence")
+
+
+def _cmd_notify_test(args: argparse.Namespace) -> int:
+    import time
+
+    from hjepa_watch.notify.channels import Channel, Redactor, masked
+    from hjepa_watch.notify.chart import render_png
+    from hjepa_watch.notify.message import render
+    from hjepa_watch.notify.outbox import send
+
+    now = time.time()
+    sample = {
+        "rule": "collapse_std",
+        "run": "notify-test",
+        "labels": {"level": "0"},
+        "state": "firing",
+        "severity": "critical",
+        "metric": "train/collapse/level0_std_sqrt_d",
+        "value": 0.05,
+        "threshold": 0.1,
+        "step": 1200,
+        "wall_time": now - 90,
+        "summary": "level 0 of notify-test collapsed: std*sqrt(D) 0.05 at step 1200",
+        "condition": "below",
+    }
+    title, body = render([sample], now)
+    title = "[TEST] " + title
+    steps = list(range(0, 1300, 10))
+    values = [0.9 if s < 1000 else max(0.9 - (s - 1000) / 200, 0.05) for s in steps]
+    png = render_png(steps, values, title=f"{sample['metric']} · notify-test", threshold=0.1, firing_from=1180)
+    redact = Redactor(args.urls)
+    failed = 0
+    for url in args.urls:
+        outcome = send(Channel(masked(url), url), title, body, png)
+        if outcome.ok:
+            print(f"ok      {masked(url)}")
+        else:
+            failed += 1
+            kind = "failed" if outcome.permanent else "failed (transient)"
+            print(f"{kind}  {masked(url)}: {redact(outcome.error)}")
+    return EXIT_CHECK_FAILED if failed else EXIT_OK
+
+
+def _cmd_silence(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from hjepa_watch.rules.schema import parse_duration
+    from hjepa_watch.state import StateDB, default_state_path
+
+    db = StateDB(args.state or default_state_path())
+    try:
+        if args.action == "add":
+            try:
+                seconds = parse_duration(args.duration)
+            except ValueError as e:
+                print(f"hjepa-watch: error: --for: {e}", file=sys.stderr)
+                return EXIT_USAGE
+            sid = db.add_silence(args.run, args.rule, seconds, args.comment or "")
+            print(f"silence {sid}: run {args.run!r}, rule {args.rule!r}, for {args.duration}")
+        elif args.action == "list":
+            rows = db.silences(active_only=not args.all)
+            for s in rows:
+                until = dt.datetime.fromtimestamp(s["expires_at"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+                print(f"{s['id']:>4}  run {s['run']!r}  rule {s['rule']!r}  until {until}  {s['comment'] or ''}")
+            if not rows:
+                print("no active silences")
+        else:
+            if not db.expire_silence(args.id):
+                print(f"hjepa-watch: error: no active silence {args.id}", file=sys.stderr)
+                return EXIT_USAGE
+            print(f"silence {args.id} expired")
+    finally:
+        db.close()
+    return EXIT_OK
 
 
 def _watch_parser() -> argparse.ArgumentParser:
@@ -202,6 +297,22 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--json", action="store_true", help="one JSON object per line")
     h.add_argument("--limit", type=int, metavar="N", help="only the newest N")
     h.set_defaults(func=_cmd_history)
+    n = sub.add_parser("notify-test", help="send a sample alert (with a chart) through each URL")
+    n.add_argument("urls", nargs="+", metavar="URL")
+    n.set_defaults(func=_cmd_notify_test)
+    s = sub.add_parser("silence", help="mute notifications of matching alerts for a while")
+    s.add_argument("--state", metavar="PATH", help="state database (default: the user's state directory)")
+    ssub = s.add_subparsers(dest="action", required=True)
+    sa = ssub.add_parser("add", help="add a silence")
+    sa.add_argument("--run", default="*", help="run-name glob (default *)")
+    sa.add_argument("--rule", default="*", help="rule-name glob (default *)")
+    sa.add_argument("--for", dest="duration", required=True, help="how long, e.g. 2h")
+    sa.add_argument("--comment", help="why")
+    sl = ssub.add_parser("list", help="list active silences")
+    sl.add_argument("--all", action="store_true", help="expired ones too")
+    se = ssub.add_parser("expire", help="end a silence now")
+    se.add_argument("id", type=int)
+    s.set_defaults(func=_cmd_silence)
     return p
 
 
@@ -221,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LogdirError as e:
         print(f"hjepa-watch: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except (ConfigError, StateError) as e:
+    except (ConfigError, StateError, ChannelError) as e:
         print(f"hjepa-watch: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except RuleLoadError as e:

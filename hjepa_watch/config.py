@@ -48,6 +48,9 @@ class Settings(BaseSettings):
         dashboard: show the live dashboard (None: when stdout is a terminal).
         json_output: print transitions as JSON lines.
         inotify: wake on inotify events (False: polling only, e.g. for NFS).
+        channels: named notification channels (name -> apprise URL).
+        group_wait: seconds to gather alerts of one run into one message.
+        send_resolved: also notify when alerts resolve.
     """
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
@@ -61,6 +64,9 @@ class Settings(BaseSettings):
     dashboard: bool | None = None
     json_output: bool = False
     inotify: bool = True
+    channels: dict[str, str] = Field(default_factory=dict)
+    group_wait: float = Field(default=10.0, ge=0)
+    send_resolved: bool = False
 
     @field_validator("logdirs", "rules", "notify", mode="before")
     @classmethod

@@ -13,11 +13,19 @@ The loop blocks on inotify wake-ups (watchdog), with a full stat-and-scan every
 
 from __future__ import annotations
 
+import fnmatch
+import json
+import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+import numpy as np
+
+from hjepa_watch.alerts import AlertKey
 from hjepa_watch.events.discovery import LogdirError
 from hjepa_watch.events.tailer import Notice, ScalarBatch, Tailer
 from hjepa_watch.events.watch import ChangeWatcher
@@ -25,6 +33,12 @@ from hjepa_watch.rules.evaluate import Evaluator, Transition
 from hjepa_watch.rules.loader import LoadedRule, RuleLoadError
 from hjepa_watch.sdnotify import Notifier
 from hjepa_watch.state import StateDB
+
+if TYPE_CHECKING:
+    from hjepa_watch.notify.outbox import Sender
+
+#: Points of each watched series kept for the chart of a notification.
+CHART_POINTS = 300
 
 
 class Output:
@@ -79,7 +93,9 @@ class Daemon:
         output: where results go.
         poll_interval: seconds between full polls.
         corrupt_grace: seconds a corrupt region is re-checked before being skipped.
-        channels: notification channels transitions are queued for in the outbox.
+        channels: names of the notification channels transitions are queued for.
+        send_resolved: notify resolved alerts too.
+        sender: delivers the outbox (run in a thread while the daemon runs).
         wall: wall clock (for ``stale`` and arrival times).
         clock: monotonic clock (for scheduling).
     """
@@ -95,6 +111,8 @@ class Daemon:
         poll_interval: float = 2.0,
         corrupt_grace: float = 30.0,
         channels: list[str] | None = None,
+        send_resolved: bool = False,
+        sender: Sender | None = None,
         use_inotify: bool = True,
         wall: Callable[[], float] = time.time,
         clock: Callable[[], float] = time.monotonic,
@@ -104,6 +122,11 @@ class Daemon:
         self.load_rules = load_rules
         self.poll_interval = poll_interval
         self.channels = channels or []
+        self.send_resolved = send_resolved
+        self.sender = sender
+        self._recent_points: dict[tuple[str, str], deque] = {}
+        self._silences: list[dict] = []
+        self._silences_read = -1e18
         self.use_inotify = use_inotify
         self.wall, self.clock = wall, clock
         self.counters = Counters(started=clock())
@@ -126,6 +149,68 @@ class Daemon:
             self.recent = (self.recent + items)[-50:]
             self.output.transitions(items)
 
+    # -- notification routing --------------------------------------------------
+
+    def route(self, t: dict) -> tuple[list[str], str | None]:
+        """Channels to notify of a new transition, and the chart's data for them."""
+        if not self.channels or t["state"] == "pending" or (t["state"] == "resolved" and not self.send_resolved):
+            return [], None
+        if self._silenced(t) or self._inhibited(t):
+            return [], None
+        points = self._recent_points.get((t["run"], t["metric"]))
+        payload = None
+        if points:
+            steps = [p[0] for p in points]
+            values = [p[1] if math.isfinite(p[1]) else None for p in points]
+            alert = self.evaluator.alerts().get(AlertKey(t["rule"], t["run"], tuple(sorted(t["labels"].items()))))
+            since = t["step"]
+            if alert is not None and alert.active_at is not None:
+                since = next(
+                    (s for s, w in zip(steps, (p[2] for p in points), strict=True) if w >= alert.active_at), since
+                )
+            payload = json.dumps({"steps": steps, "values": values, "since": since})
+        return list(self.channels), payload
+
+    def _silenced(self, t: dict) -> bool:
+        now = self.wall()
+        if now - self._silences_read > 5:
+            self._silences, self._silences_read = self.state.silences(now), now
+        return any(
+            fnmatch.fnmatchcase(t["run"], s["run"]) and fnmatch.fnmatchcase(t["rule"], s["rule"])
+            for s in self._silences
+            if s["expires_at"] > now
+        )
+
+    def _inhibited(self, t: dict) -> bool:
+        """A run that is already non-finite does not also need its trends and spikes reported."""
+        rule = self.evaluator.rule(t["rule"])
+        if rule is None or rule.condition not in ("trend_up", "trend_down", "spike", "rise_from_min"):
+            return False
+        for key, alert in self.evaluator.alerts().items():
+            if key.run == t["run"] and alert.state.value == "firing":
+                source = self.evaluator.rule(key.rule)
+                if source is not None and source.condition == "nonfinite":
+                    return True
+        return False
+
+    def _remember_points(self, batch: ScalarBatch) -> None:
+        """Keep the recent points of watched series, for the charts in notifications."""
+        if not self.channels or not len(batch):
+            return
+        watched = self.evaluator.routed(batch.run, batch.tags)
+        for tid in np.unique(batch.tag_id).tolist():
+            if not watched[tid]:
+                continue
+            sel = batch.tag_id == tid
+            key = (batch.run, batch.tags[tid])
+            buf = self._recent_points.setdefault(key, deque(maxlen=CHART_POINTS))
+            steps, values, walls = (
+                batch.step[sel][-CHART_POINTS:],
+                batch.value[sel][-CHART_POINTS:],
+                batch.wall_time[sel][-CHART_POINTS:],
+            )
+            buf.extend(zip(steps.tolist(), values.tolist(), walls.tolist(), strict=True))
+
     # -- work ----------------------------------------------------------------
 
     def _commit_batch(self, batch: ScalarBatch, transitions: list[Transition]) -> None:
@@ -136,12 +221,15 @@ class Daemon:
             alerts=alerts,
             series=series,
             transitions=[t.to_json() for t in transitions],
-            channels=self.channels,
+            route=self.route,
         )
         self._emit(fresh)
+        if fresh and self.sender is not None:
+            self.sender.wake.set()
 
     def _process(self, batches, stop: threading.Event) -> None:
         for batch in batches:
+            self._remember_points(batch)
             transitions = self.evaluator.process(batch, now=self.wall())
             self._commit_batch(batch, transitions)
             self.counters.add(self.clock(), len(batch))
@@ -155,7 +243,7 @@ class Daemon:
             alerts, series = self.evaluator.take_dirty()
             self._emit(
                 self.state.commit(
-                    alerts=alerts, series=series, transitions=[t.to_json() for t in transitions], channels=self.channels
+                    alerts=alerts, series=series, transitions=[t.to_json() for t in transitions], route=self.route
                 )
             )
 
@@ -194,6 +282,11 @@ class Daemon:
     def run(self, stop: threading.Event, reload: threading.Event | None = None) -> None:
         """Run until ``stop`` is set; ``reload`` set means: load the rules again."""
         reload = reload or threading.Event()
+        sender_stop = threading.Event()
+        sender_thread = None
+        if self.sender is not None:
+            sender_thread = threading.Thread(target=self.sender.run, args=(sender_stop,), name="sender", daemon=True)
+            sender_thread.start()
         watcher = ChangeWatcher(self.tailer.logdirs, self._notice)
         if self.use_inotify:
             watcher.start()
@@ -229,4 +322,8 @@ class Daemon:
         finally:
             self.notifier.send("STOPPING=1")
             watcher.stop()
+            if sender_thread is not None:
+                sender_stop.set()
+                self.sender.wake.set()
+                sender_thread.join(timeout=1.5)  # flush what is due; the rest waits in the outbox
             self.output.close()

@@ -22,13 +22,13 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Points kept per series window across restarts when a rule's window is a duration.
 DURATION_RING = 4096
 
@@ -66,6 +66,13 @@ _MIGRATIONS: dict[int, str] = {
         next_attempt_at REAL, last_error TEXT, created_at REAL NOT NULL, sent_at REAL
     );
     CREATE INDEX outbox_pending ON outbox (status, next_attempt_at);
+    """,
+    2: """
+    ALTER TABLE outbox ADD COLUMN payload TEXT;
+    CREATE TABLE silences (
+        id INTEGER PRIMARY KEY, run TEXT NOT NULL, rule TEXT NOT NULL, comment TEXT,
+        created_at REAL NOT NULL, expires_at REAL NOT NULL
+    );
     """,
 }
 
@@ -122,7 +129,8 @@ class StateDB:
                 self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
             else:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-                self.db = sqlite3.connect(path, isolation_level=None)
+                self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+                self.db.execute("PRAGMA busy_timeout=10000")  # the sender thread writes too
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
@@ -219,7 +227,7 @@ class StateDB:
         alerts: Iterable[dict] = (),
         series: Iterable[tuple[SeriesRows, int, int]] = (),
         transitions: Iterable[dict] = (),
-        channels: Iterable[str] = (),
+        route: Callable[[dict], tuple[list[str], str | None]] | None = None,
     ) -> list[dict]:
         """Write one batch's effects atomically.
 
@@ -230,7 +238,8 @@ class StateDB:
             series: (window with only its *new* points, their first sequence number,
                 ring size) per changed series.
             transitions: JSON objects of DESIGN.md §4.
-            channels: notification channels each new transition is queued for.
+            route: for a new transition, the channels to notify and a JSON payload
+                (the chart's data) to queue with it in the outbox.
 
         Returns:
             The transitions that were new (not already in the history).
@@ -283,10 +292,11 @@ class StateDB:
                 )
                 if cur.rowcount:
                     fresh.append(t)
+                    channels, payload = route(t) if route is not None else ([], None)
                     for ch in channels:
                         db.execute(
-                            "INSERT INTO outbox (history_id, channel, created_at) VALUES (?, ?, ?)",
-                            (cur.lastrowid, ch, now),
+                            "INSERT INTO outbox (history_id, channel, created_at, payload) VALUES (?, ?, ?, ?)",
+                            (cur.lastrowid, ch, now, payload),
                         )
             db.execute("COMMIT")
         except sqlite3.OperationalError as e:
@@ -330,6 +340,66 @@ class StateDB:
             "DELETE FROM points WHERE series = ? AND (segment != ? OR seq < ? OR slot >= ?)",
             (sid, rows.segment, rows.count - ring, ring),
         )
+
+    # -- silences ------------------------------------------------------------
+
+    def add_silence(self, run: str, rule: str, seconds: float, comment: str = "", now: float | None = None) -> int:
+        """Mute notifications of matching alerts (globs) for ``seconds``; return its id."""
+        now = time.time() if now is None else now
+        cur = self.db.execute(
+            "INSERT INTO silences (run, rule, comment, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+            (run, rule, comment, now, now + seconds),
+        )
+        return int(cur.lastrowid)
+
+    def silences(self, now: float | None = None, active_only: bool = True) -> list[dict]:
+        """Silences (the active ones by default)."""
+        now = time.time() if now is None else now
+        q = "SELECT id, run, rule, comment, created_at, expires_at FROM silences"
+        rows = self.db.execute(q + (" WHERE expires_at > ?" if active_only else ""), (now,) if active_only else ())
+        cols = ("id", "run", "rule", "comment", "created_at", "expires_at")
+        return [dict(zip(cols, r, strict=True)) for r in rows]
+
+    def expire_silence(self, sid: int, now: float | None = None) -> bool:
+        """End a silence now; False if there is none with that id."""
+        now = time.time() if now is None else now
+        cur = self.db.execute("UPDATE silences SET expires_at = ? WHERE id = ? AND expires_at > ?", (now, sid, now))
+        return cur.rowcount > 0
+
+    # -- outbox --------------------------------------------------------------
+
+    def due(self, now: float) -> list[dict]:
+        """Pending notifications whose next attempt is due, with their transitions."""
+        q = (
+            "SELECT o.id, o.channel, o.attempts, o.created_at, o.payload, h.rule, h.run, h.labels, h.metric, "
+            "h.state, h.severity, h.step, h.wall_time, h.value, h.segment, h.summary, h.stat, h.threshold "
+            "FROM outbox o JOIN history h ON h.id = o.history_id "
+            "WHERE o.status = 'pending' AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= ?) ORDER BY o.id"
+        )
+        cols = ("id", "channel", "attempts", "created_at", "payload", "rule", "run", "labels", "metric", "state")
+        cols += ("severity", "step", "wall_time", "value", "segment", "summary", "stat", "threshold")
+        out = []
+        for r in self.db.execute(q, (now,)).fetchall():
+            d = dict(zip(cols, r, strict=True))
+            d["labels"] = json.loads(d["labels"])
+            d["threshold"] = json.loads(d["threshold"]) if d["threshold"] else None
+            d["value"] = math.nan if d["value"] is None else d["value"]
+            d["payload"] = json.loads(d["payload"]) if d["payload"] else None
+            out.append(d)
+        return out
+
+    def mark(self, ids: list[int], status: str, now: float, error: str | None = None, retry_at: float | None = None):
+        """Record the outcome of an attempt for outbox rows."""
+        self.db.executemany(
+            "UPDATE outbox SET status = ?, attempts = attempts + 1, last_error = ?, next_attempt_at = ?, "
+            "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE id = ?",
+            [(status, error, retry_at, status, now, i) for i in ids],
+        )
+
+    def outbox(self) -> list[dict]:
+        """Every outbox row (for inspection and tests)."""
+        cols = ("id", "history_id", "channel", "status", "attempts", "last_error", "sent_at")
+        return [dict(zip(cols, r, strict=True)) for r in self.db.execute(f"SELECT {', '.join(cols)} FROM outbox")]
 
     # -- history -------------------------------------------------------------
 

@@ -207,6 +207,14 @@ class Evaluator:
         self._series[(run, tag)] = series
         return series
 
+    def routed(self, run: str, tags: list[str]) -> list[bool]:
+        """For each tag of a run's table, whether some rule watches it."""
+        return [s is not None for s in self._route(run, tags)]
+
+    def rule(self, name: str) -> Rule | None:
+        """The rule of that name."""
+        return next((r for r in self.rules if r.name == name), None)
+
     # -- evaluation ----------------------------------------------------------
 
     def process(self, batch: ScalarBatch, now: float | None = None) -> list[Transition]:

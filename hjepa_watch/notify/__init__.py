@@ -1,0 +1,1 @@
+"""Notifications: apprise channels, messages with a chart, and a durable outbox with retries."""
