@@ -15,7 +15,7 @@ import pytest
 
 from hjepa_watch.notify.channels import Channel, Redactor, masked
 from hjepa_watch.notify.message import render
-from hjepa_watch.notify.outbox import Sender, send
+from hjepa_watch.notify.outbox import send
 from hjepa_watch.state import StateDB
 
 from .test_daemon import Daemon
@@ -38,7 +38,7 @@ class Hook:
         hook = self
 
         class H(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 data = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 if hook.fail_with:
                     self.send_response(hook.fail_with)
@@ -79,7 +79,7 @@ def smtp():
         def __init__(self) -> None:
             self.messages: list[email.message.Message] = []
 
-        async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        async def handle_DATA(self, server, session, envelope):
             self.messages.append(email.message_from_bytes(envelope.content))
             return "250 OK"
 
