@@ -134,12 +134,17 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     from hjepa_watch.notify.outbox import Sender
 
     rules = _load_rules(settings.rules)
-    channels = make_channels(list(settings.notify), settings.channels)
+    channels = make_channels(list(settings.notify), settings.channels, settings.apprise_config)
+    known = {c.name for c in channels}
+    for route in settings.routes:
+        unknown = [c for c in route.channels if c not in known]
+        if unknown:
+            raise ConfigError(f"bad setting 'routes': unknown channels {unknown}; known: {sorted(known)}")
     state_path = settings.state or default_state_path()
     state = StateDB(state_path)
     output = make_output(settings, sys.stdout, sys.stderr)
     config_file = args.config or os.environ.get("HJEPA_WATCH_CONFIG")
-    if config_file and (settings.channels or settings.notify):
+    if config_file and (settings.channels or settings.notify):  # secrets in a shared file: say so
         warning = check_private(config_file)
         if warning:
             output.notice(Notice("secrets", config_file, warning))
@@ -165,6 +170,8 @@ def _cmd_watch(args: argparse.Namespace) -> int:
         corrupt_grace=settings.corrupt_grace,
         channels=[c.name for c in channels],
         send_resolved=settings.send_resolved,
+        routes=settings.routes,
+        repeat_interval=settings.repeat_interval,
         sender=sender,
         use_inotify=settings.inotify,
     )

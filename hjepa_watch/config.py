@@ -6,11 +6,12 @@ or JSON. Every bad value is one clear line naming the setting and where it came 
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -35,6 +36,42 @@ def _split(v: Any) -> Any:
     return v
 
 
+class RouteMatch(BaseModel):
+    """What a route applies to; every given key must match."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    severity: list[str] | None = None
+    rule: str | None = None
+    run: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("severity", mode="before")
+    @classmethod
+    def _severity(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    def matches(self, t: dict) -> bool:
+        """Does a transition (DESIGN.md §4 object) match?"""
+        if self.severity is not None and t["severity"] not in self.severity:
+            return False
+        if self.rule is not None and not fnmatch.fnmatchcase(t["rule"], self.rule):
+            return False
+        if self.run is not None and not fnmatch.fnmatchcase(t["run"], self.run):
+            return False
+        return all(t["labels"].get(k) == v for k, v in self.labels.items())
+
+
+class Route(BaseModel):
+    """Where matching alerts go (the first matching route wins, as in Alertmanager)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    match: RouteMatch = Field(default_factory=RouteMatch)
+    channels: list[str] = Field(default_factory=list)
+    send_resolved: bool | None = None
+
+
 class Settings(BaseSettings):
     """Everything the daemon can be told.
 
@@ -49,8 +86,11 @@ class Settings(BaseSettings):
         json_output: print transitions as JSON lines.
         inotify: wake on inotify events (False: polling only, e.g. for NFS).
         channels: named notification channels (name -> apprise URL).
-        group_wait: seconds to gather alerts of one run into one message.
-        send_resolved: also notify when alerts resolve.
+        apprise_config: an apprise config file; each of its URLs is a channel (named by its tag).
+        routes: severity/label routing to channels; unmatched alerts go to every channel.
+        group_wait: seconds to gather alerts of one run into one message ("30s" works too).
+        repeat_interval: seconds between reminders for an alert that stays firing.
+        send_resolved: also notify when alerts resolve (routes may say otherwise).
     """
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
@@ -65,8 +105,20 @@ class Settings(BaseSettings):
     json_output: bool = False
     inotify: bool = True
     channels: dict[str, str] = Field(default_factory=dict)
+    apprise_config: str | None = None
+    routes: list[Route] = Field(default_factory=list)
     group_wait: float = Field(default=10.0, ge=0)
+    repeat_interval: float = Field(default=4 * 3600.0, gt=0)
     send_resolved: bool = False
+
+    @field_validator("group_wait", "repeat_interval", mode="before")
+    @classmethod
+    def _durations(cls, v: Any) -> Any:
+        if isinstance(v, str) and not v.replace(".", "", 1).isdigit():
+            from hjepa_watch.rules.schema import parse_duration
+
+            return parse_duration(v)
+        return v
 
     @field_validator("logdirs", "rules", "notify", mode="before")
     @classmethod

@@ -94,7 +94,9 @@ class Daemon:
         poll_interval: seconds between full polls.
         corrupt_grace: seconds a corrupt region is re-checked before being skipped.
         channels: names of the notification channels transitions are queued for.
-        send_resolved: notify resolved alerts too.
+        send_resolved: notify resolved alerts too (unless a route says otherwise).
+        routes: :class:`hjepa_watch.config.Route` s; unmatched alerts go to every channel.
+        repeat_interval: seconds between reminders of an alert that stays firing.
         sender: delivers the outbox (run in a thread while the daemon runs).
         wall: wall clock (for ``stale`` and arrival times).
         clock: monotonic clock (for scheduling).
@@ -112,6 +114,8 @@ class Daemon:
         corrupt_grace: float = 30.0,
         channels: list[str] | None = None,
         send_resolved: bool = False,
+        routes: list | None = None,
+        repeat_interval: float = 4 * 3600.0,
         sender: Sender | None = None,
         use_inotify: bool = True,
         wall: Callable[[], float] = time.time,
@@ -123,6 +127,8 @@ class Daemon:
         self.poll_interval = poll_interval
         self.channels = channels or []
         self.send_resolved = send_resolved
+        self.routes = routes or []
+        self.repeat_interval = repeat_interval
         self.sender = sender
         self._recent_points: dict[tuple[str, str], deque] = {}
         self._silences: list[dict] = []
@@ -153,23 +159,60 @@ class Daemon:
 
     def route(self, t: dict) -> tuple[list[str], str | None]:
         """Channels to notify of a new transition, and the chart's data for them."""
-        if not self.channels or t["state"] == "pending" or (t["state"] == "resolved" and not self.send_resolved):
+        if not self.channels or t["state"] == "pending":
+            return [], None
+        channels, resolved = list(self.channels), self.send_resolved
+        for r in self.routes:
+            if r.match.matches(t):
+                channels = list(r.channels)
+                resolved = r.send_resolved if r.send_resolved is not None else self.send_resolved
+                break
+        if not channels or (t["state"] == "resolved" and not resolved):
             return [], None
         if self._silenced(t) or self._inhibited(t):
             return [], None
+        key = AlertKey(t["rule"], t["run"], tuple(sorted(t["labels"].items())))
+        alert = self.evaluator.alerts().get(key)
+        if alert is not None and t["state"] == "firing":
+            alert.last_sent_at = self.wall()
+            self.evaluator.touch(key)
+        return channels, self._chart_payload(t, alert)
+
+    def _chart_payload(self, t: dict, alert) -> str | None:
         points = self._recent_points.get((t["run"], t["metric"]))
-        payload = None
-        if points:
-            steps = [p[0] for p in points]
-            values = [p[1] if math.isfinite(p[1]) else None for p in points]
-            alert = self.evaluator.alerts().get(AlertKey(t["rule"], t["run"], tuple(sorted(t["labels"].items()))))
-            since = t["step"]
-            if alert is not None and alert.active_at is not None:
-                since = next(
-                    (s for s, w in zip(steps, (p[2] for p in points), strict=True) if w >= alert.active_at), since
-                )
-            payload = json.dumps({"steps": steps, "values": values, "since": since})
-        return list(self.channels), payload
+        if not points:
+            return None
+        steps = [p[0] for p in points]
+        values = [p[1] if math.isfinite(p[1]) else None for p in points]
+        since = t["step"]
+        if alert is not None and alert.active_at is not None:
+            since = next((p[0] for p in points if p[2] >= alert.active_at), since)
+        return json.dumps({"steps": steps, "values": values, "since": since})
+
+    def _repeat(self) -> None:
+        """Remind of alerts that stay firing, every ``repeat_interval``."""
+        if not self.channels:
+            return
+        now = self.wall()
+        for key, alert in self.evaluator.alerts().items():
+            if alert.state.value != "firing" or alert.last_sent_at is None:
+                continue
+            if now - alert.last_sent_at < self.repeat_interval:
+                continue
+            found = self.state.last_firing(key.rule, key.run, key.label_dict)
+            alert.last_sent_at = now
+            self.evaluator.touch(key)
+            if found is None:
+                continue
+            hid, t = found
+            channels, payload = self.route(t)
+            if channels:
+                self.state.enqueue(hid, channels, payload)
+                if self.sender is not None:
+                    self.sender.wake.set()
+        alerts, series = self.evaluator.take_dirty()
+        if alerts or series:
+            self.state.commit(alerts=alerts, series=series)
 
     def _silenced(self, t: dict) -> bool:
         now = self.wall()
@@ -314,6 +357,7 @@ class Daemon:
                     self._scan(watcher)
                     self._process(self.tailer.poll(), stop)
                     self._tick()
+                    self._repeat()
                     next_full = now + self.poll_interval
                 elif changes.paths or changes.rescan:
                     if changes.rescan or any(not self.tailer.knows(p) for p in changes.paths):

@@ -396,6 +396,47 @@ class StateDB:
             [(status, error, retry_at, status, now, i) for i in ids],
         )
 
+    def last_firing(self, rule: str, run: str, labels: dict) -> tuple[int, dict] | None:
+        """The newest firing transition of an alert: (history id, DESIGN.md §4 object)."""
+        row = self.db.execute(
+            "SELECT id, metric, severity, step, wall_time, value, segment, summary, stat, threshold FROM history "
+            "WHERE rule = ? AND run = ? AND labels = ? AND state = 'firing' ORDER BY id DESC LIMIT 1",
+            (rule, run, json.dumps(labels, sort_keys=True)),
+        ).fetchone()
+        if row is None:
+            return None
+        hid, metric, severity, step, wall, value, segment, summary, stat, threshold = row
+        return hid, {
+            "type": "alert",
+            "rule": rule,
+            "run": run,
+            "labels": labels,
+            "metric": metric,
+            "state": "firing",
+            "severity": severity,
+            "step": step,
+            "wall_time": wall,
+            "value": math.nan if value is None else value,
+            "segment": segment,
+            "summary": summary,
+            "stat": stat,
+            "threshold": json.loads(threshold) if threshold else None,
+        }
+
+    def enqueue(self, history_id: int, channels: list[str], payload: str | None = None) -> None:
+        """Queue one more notification of a past transition (a reminder)."""
+        now = time.time()
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.executemany(
+                "INSERT INTO outbox (history_id, channel, created_at, payload) VALUES (?, ?, ?, ?)",
+                [(history_id, ch, now, payload) for ch in channels],
+            )
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
     def outbox(self) -> list[dict]:
         """Every outbox row (for inspection and tests)."""
         cols = ("id", "history_id", "channel", "status", "attempts", "last_error", "sent_at")

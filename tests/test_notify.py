@@ -308,3 +308,73 @@ def test_notify_test_command(hook) -> None:
     assert post["title"].startswith("[TEST]")
     att = post.get("attachments") or []
     assert att and base64.b64decode(att[0]["base64"])[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_routing_by_severity_with_resolved_opt_in_and_repeats(tmp_path) -> None:
+    crit, warn = Hook(), Hook()
+    logdir, state = tmp_path / "logs", tmp_path / "state.db"
+    logdir.mkdir()
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        f"channels: {{crit: '{crit.url()}', warn: '{warn.url()}'}}\n"
+        "group_wait: 0\nrepeat_interval: 1.5s\n"
+        "routes:\n"
+        "  - {match: {severity: critical}, channels: [crit], send_resolved: true}\n"
+        "  - {match: {severity: warning, rule: 'loss_*'}, channels: [warn]}\n"
+    )
+    cfg.chmod(0o600)
+    try:
+        d = Daemon(logdir, state, _rules(tmp_path), "--config", str(cfg))
+        _write(logdir, "a", [1, 1, 1, 1, float("nan"), 1, 1, 1, 1, 50, 1])
+        _write(logdir, "b", [1, float("nan")])  # stays firing: reminders
+        d.wait_for(lambda: len(d.lines) >= 5)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (
+            len(warn.posts) >= 1 and sum("on b" in p["title"] for p in crit.posts) >= 2
+        ):
+            time.sleep(0.1)
+        d.stop()
+        titles = [p["title"] for p in crit.posts]
+        text = "\n".join(p["message"] for p in crit.posts)
+        assert "**loss_nan** FIRING on **a**" in text
+        assert "**loss_nan** RESOLVED on **a**" in text  # opted in for critical (may share a message)
+        assert sum(t == "[CRITICAL] loss_nan firing on b (part=total)" for t in titles) >= 2  # a reminder
+        assert [p["title"] for p in warn.posts] == ["[WARNING] loss_spike firing on a (part=total)"]  # no resolved
+    finally:
+        crit.close()
+        warn.close()
+
+
+def test_apprise_config_file_channels(tmp_path, hook) -> None:
+    from hjepa_watch.notify.channels import make_channels
+
+    conf = tmp_path / "apprise.yml"
+    conf.write_text(f"urls:\n  - {hook.url()}:\n      tag: oncall\n")
+    (ch,) = make_channels([], None, str(conf))
+    assert ch.name == "oncall" and send(ch, "t", "b").ok and hook.posts
+
+
+def test_slack_message_formatting(monkeypatch) -> None:
+    """Slack itself is unreachable here: its HTTP boundary is replaced, apprise's payload checked."""
+    import apprise.plugins.slack as slack
+
+    sent = []
+
+    class Response:
+        status_code = 200
+        content = b"ok"
+        text = "ok"
+
+    def fake(method, url, data=None, **kw):
+        sent.append((url, json.loads(data)))
+        return Response()
+
+    monkeypatch.setattr(slack.requests, "request", fake)
+    title, body = render([_alert()], time.time())
+    url = f"slack://T1JJ3T3L2/A1BRTD4JD/{SECRET}/#alerts"
+    assert send(Channel(masked(url), url), title, body).ok
+    ((hook_url, payload),) = sent
+    assert hook_url.startswith("https://hooks.slack.com/services/")
+    text = json.dumps(payload)
+    assert title in text and "level 0 of exp/a collapsed" in text and "what to check" in text
+    assert "**" not in text  # Markdown bold became Slack's own formatting

@@ -57,15 +57,30 @@ def masked(url: str) -> str:
     return p.url(privacy=True).split("?", 1)[0]
 
 
-def make_channels(urls: list[str], named: dict[str, str] | None = None) -> list[Channel]:
-    """Channels from unnamed URLs (``--notify``) and named ones (config ``channels:``).
+def make_channels(
+    urls: list[str], named: dict[str, str] | None = None, apprise_config: str | None = None
+) -> list[Channel]:
+    """Channels from unnamed URLs (``--notify``), named ones (config ``channels:``) and an
+    apprise config file (each URL named by its first tag, else its masked form).
 
     Raises:
-        ChannelError: a URL apprise does not understand (named by its masked form).
+        ChannelError: a URL apprise does not understand (named by its masked form), or
+            an apprise config file that yields no URL.
     """
     out = [Channel(name, url) for name, url in (named or {}).items()]
     for url in urls:
         out.append(Channel(masked(url), url))
+    if apprise_config:
+        cfg = apprise.AppriseConfig()
+        if not cfg.add(apprise_config) or not cfg.services():
+            raise ChannelError(f"apprise config {apprise_config}: no notification URL could be read from it")
+        for plugin in cfg.services():
+            name = sorted(plugin.tags)[0] if plugin.tags else plugin.url(privacy=True).split("?", 1)[0]
+            out.append(Channel(name, plugin.url(privacy=False)))
+    names = [c.name for c in out]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ChannelError(f"channel names used twice: {', '.join(sorted(dup))}")
     for ch in out:
         ch.plugin()  # fail early, at start-up, on a bad URL
     return out

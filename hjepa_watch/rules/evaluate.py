@@ -401,6 +401,10 @@ class Evaluator:
         for rows in series:
             self._saved_series[(rows.run, rows.tag)] = rows
 
+    def touch(self, key: AlertKey) -> None:
+        """Mark an alert's state as changed (to be persisted with the next commit)."""
+        self._dirty_alerts.add(key)
+
     def take_dirty(self) -> tuple[list[dict], list[tuple]]:
         """Alert states and new series points changed since the last call.
 
