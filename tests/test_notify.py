@@ -15,7 +15,7 @@ import pytest
 
 from hjepa_watch.notify.channels import Channel, Redactor, masked
 from hjepa_watch.notify.message import render
-from hjepa_watch.notify.outbox import send
+from hjepa_watch.notify.outbox import Sender, send
 from hjepa_watch.state import StateDB
 
 from .test_daemon import Daemon
@@ -105,6 +105,7 @@ def _alert(**kw) -> dict:
         "wall_time": time.time() - 30,
         "summary": "level 0 of exp/a collapsed",
         "condition": "below",
+        "segment": 0,
     }
     return {**d, **kw}
 
@@ -378,3 +379,26 @@ def test_slack_message_formatting(monkeypatch) -> None:
     text = json.dumps(payload)
     assert title in text and "level 0 of exp/a collapsed" in text and "what to check" in text
     assert "**" not in text  # Markdown bold became Slack's own formatting
+
+
+def test_two_hundred_simultaneous_alerts_make_one_message(tmp_path, hook) -> None:
+    state = StateDB(str(tmp_path / "s.db"))
+    transitions = [_alert(labels={"i": str(i)}, step=i, wall_time=1e9 + i) for i in range(200)]
+    state.commit(transitions=transitions, route=lambda t: (["team"], None))
+    sender = Sender(str(tmp_path / "s.db"), [Channel("team", hook.url())])
+    assert sender.deliver_due() == 1
+    (post,) = hook.posts
+    assert post["title"] == "[CRITICAL] 200 alerts on exp/a (200 firing)"
+    assert "and 180 more" in post["message"]
+    assert {r["status"] for r in state.outbox()} == {"sent"}
+    assert sender.deliver_due() == 0  # nothing is sent twice
+
+
+def test_world_readable_config_with_secrets_is_warned_about(tmp_path, hook) -> None:
+    logdir, state = tmp_path / "logs", tmp_path / "state.db"
+    logdir.mkdir()
+    cfg = _config(tmp_path, hook.url())
+    cfg.chmod(0o644)
+    d = Daemon(logdir, state, _rules(tmp_path), "--config", str(cfg))
+    d.wait_for(lambda: any("readable by others" in e for e in d.err))
+    d.stop()

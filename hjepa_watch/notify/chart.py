@@ -51,7 +51,7 @@ def render_png(
     ax.set_xlabel("step", fontsize=8)
     ax.tick_params(labelsize=7)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.1, right=0.98, top=0.88, bottom=0.2)  # fixed: tight_layout costs ~10 ms
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
