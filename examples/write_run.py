@@ -34,7 +34,7 @@ def write_life(logdir: str, steps: int, seed: int, faults: bool) -> None:
         grad = abs(rng.gauss(1.0, 0.2)) * (50 if faults and step == 250 else 1)
         w.add_scalar("train/gradient/global_norm_before_clip", grad, step)
         w.add_scalar("train/learning_rate/base_lr", 1e-3 * min(1.0, (step + 1) / 50), step)
-        w.add_scalar("train/ema/momentum_current", 0.996 + 0.004 * step / steps, step)
+        w.add_scalar("train/ema/momentum_current", 0.996 + 0.003 * step / steps, step)
     w.close()
 
 

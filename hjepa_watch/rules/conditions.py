@@ -29,6 +29,8 @@ _BLOCK = 1 << 16
 #: z-score spike references (median and MAD) over longer windows than this are
 #: refreshed every ceil(window / EXACT_SPIKE_WINDOW) points, not at every point.
 EXACT_SPIKE_WINDOW = 16
+#: z-score scale floor, relative to the reference median.
+MAD_FLOOR = 1e-3
 
 
 def _stride(points: int) -> int:
@@ -312,15 +314,18 @@ def _spike(rule: Rule, view: View) -> tuple[np.ndarray, np.ndarray, Callable | N
         hi, inverse = grid[change], np.cumsum(change) - 1
         lo = hi - span.points
         full = (lo >= 0)[inverse]
-        med, mad = _reference(x, np.maximum(lo, 0), hi, mad=True)
+        # A grid point before the kept history has no full window: its reference is unused.
+        med, mad = _reference(x, np.maximum(lo, 0), np.maximum(hi, 0), mad=True)
         med, mad = med[inverse], mad[inverse]
     else:
         lo, hi, full = _window_starts(view, span, trailing=True)
         med, mad = _reference(x, lo, hi, mad=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         dev = cur - med
-        # A flat reference: any departure is infinitely unusual, none is not.
-        stat = np.where(mad > 0, dev / mad, np.where(dev == 0, 0.0, np.sign(dev) * np.inf))
+        # The scale has a floor of 0.1% of the median, so float noise on a flat series is
+        # not a spike; a flat zero reference makes any departure infinitely unusual.
+        scale = np.fmax(mad, MAD_FLOOR * np.abs(med))
+        stat = np.where(scale > 0, dev / scale, np.where(dev == 0, 0.0, np.sign(dev) * np.inf))
     return stat, full & np.isfinite(cur), None
 
 

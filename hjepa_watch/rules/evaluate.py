@@ -116,7 +116,8 @@ class _Instance:
     last_step: int = 0
     last_value: float = math.nan
     last_arrival: float | None = None
-    points: int = 0  # points seen in the current segment (stale arms after two)
+    points: int = 0  # points seen in the current segment
+    gaps: list = field(default_factory=list)  # the last writer-time gaps between points (stale)
 
 
 @dataclass
@@ -280,19 +281,25 @@ class Evaluator:
             # Warmup: the first steps of each segment are neither evaluated nor windowed.
             # Steps never decrease within a segment, so the rest is a suffix.
             first = int(np.searchsorted(all_step, series.start_step + rule.warmup)) if rule.warmup else 0
+            if rule.until is not None:
+                # Only the first `until` steps of a segment are evaluated ("already 1.0 early").
+                end = int(np.searchsorted(all_step, series.start_step + rule.until, side="right"))
+                all_step_r, all_wall_r, all_value_r = all_step[:end], all_wall[:end], all_value[:end]
+            else:
+                all_step_r, all_wall_r, all_value_r = all_step, all_wall, all_value
             new_from = max(first, h)
-            n_new = len(all_step) - new_from
+            n_new = len(all_step_r) - new_from
             if n_new <= 0:
                 continue
             if rule.condition == "stale":
                 self._stale_points(inst, all_step, all_wall, all_value, new_from, where, segment, now, out)
                 continue
             view = conditions.View(
-                all_step[first:], all_wall[first:], all_value[first:], n_new, series.count - h + first
+                all_step_r[first:], all_wall_r[first:], all_value_r[first:], n_new, series.count - h + first
             )
             res = conditions.evaluate(rule, view, inst.running)
             inst.running = res.running
-            w = all_wall[new_from:]
+            w = all_wall_r[new_from:]
             moves = advance(inst.alert, res.breach, res.valid, res.cleared, w, rule.for_, rule.keep_firing_for)
             if moves:
                 at = np.array([i for i, _ in moves])
@@ -313,7 +320,11 @@ class Evaluator:
         alert = inst.alert
         w = wall[new_from:].astype(np.float64)
         prev = np.concatenate([[np.nan if inst.last_wall is None else inst.last_wall], w[:-1]])
-        seen = inst.points + np.arange(len(w))  # points of the segment before each one
+        gap = w - prev
+        # "Writing steadily": the typical of the last gaps before each point, times
+        # STALE_STEADY, fits in the threshold. A run that writes once an hour is not
+        # stale after ten minutes.
+        armed = _steady(np.asarray(inst.gaps, np.float64), gap, t)
         start = 0
         if alert.state is AlertState.FIRING:  # fired by tick(): the first new point ends it
             alert.state, alert.resolved_at = AlertState.INACTIVE, float(w[0])
@@ -321,7 +332,7 @@ class Evaluator:
             out.append((float(w[0]), int(where[new_from - h]), t0))
             start = 1
         with np.errstate(invalid="ignore"):
-            gaps = np.flatnonzero((w - prev > t) & (seen >= 2))
+            gaps = np.flatnonzero((gap > t) & armed)
         for i in gaps[gaps >= start].tolist():
             # Seen after the fact (replay, catch-up): it fired, and it is over.
             j, at = new_from + i, float(prev[i] + t)
@@ -340,6 +351,7 @@ class Evaluator:
                 (float(w[i]), point, self._transition(inst, AlertState.RESOLVED, step[j], w[i], value[j], 0.0, segment))
             )
         inst.points += len(w)
+        inst.gaps = (list(inst.gaps) + gap[np.isfinite(gap)].tolist())[-STALE_GAPS:]
         inst.last_step, inst.last_value = int(step[-1]), float(value[-1])
         inst.last_wall = float(w[-1])
         inst.last_arrival = now if now is not None else inst.last_wall
@@ -350,8 +362,10 @@ class Evaluator:
         for inst in self._instances.values():
             if inst.rule.condition != "stale" or inst.alert.state is AlertState.FIRING:
                 continue
-            if inst.last_arrival is None or inst.points < 2:
+            if inst.last_arrival is None or len(inst.gaps) < 2:
                 continue
+            if np.median(inst.gaps) * STALE_STEADY > inst.rule.threshold:
+                continue  # not writing steadily at this time scale
             idle = now - inst.last_arrival
             if idle > inst.rule.threshold:
                 at = inst.last_arrival + inst.rule.threshold
@@ -438,6 +452,24 @@ class Evaluator:
         return [k for k, i in self._instances.items() if i.alert.state is AlertState.FIRING]
 
 
+#: Gaps remembered per stale instance, and how many typical gaps must fit in the
+#: threshold for a run to count as "writing steadily".
+STALE_GAPS = 16
+STALE_STEADY = 5
+
+
+def _steady(history: np.ndarray, gap: np.ndarray, threshold: float) -> np.ndarray:
+    """Per new point: were the (up to STALE_GAPS) gaps before it steady, at least two of them?"""
+    all_gaps = np.concatenate([history, np.where(np.isfinite(gap), gap, np.nan)])
+    out = np.zeros(len(gap), bool)
+    base = len(history)
+    for i in range(len(gap)):  # a handful of points per batch and series
+        before = all_gaps[max(0, base + i - STALE_GAPS) : base + i]
+        before = before[np.isfinite(before)]
+        out[i] = len(before) >= 2 and float(np.median(before)) * STALE_STEADY <= threshold
+    return out
+
+
 _ALERT_FIELDS = ("breaches", "last_breach_at", "since_breach")
 
 
@@ -460,6 +492,7 @@ def _dump_instance(inst: _Instance) -> dict:
         "last_value": inst.last_value,
         "last_arrival": inst.last_arrival,
         "points": inst.points,
+        "gaps": list(inst.gaps),
     }
 
 
@@ -477,6 +510,7 @@ def _load_instance(inst: _Instance, d: dict) -> None:
     inst.running = conditions.Running(d["best"] if d["best"] is not None else math.nan)
     inst.last_wall, inst.last_step, inst.last_value = d["last_wall"], d["last_step"], d["last_value"]
     inst.last_arrival, inst.points = d["last_arrival"], d["points"]
+    inst.gaps = list(d.get("gaps", []))
 
 
 def _tail(step: np.ndarray, wall: np.ndarray, value: np.ndarray, keep: Span):

@@ -137,8 +137,8 @@ def error_message(err: dict, data: Any) -> tuple[tuple, str]:
     return loc, f"{prefix}{field + ': ' if field else ''}{msg}"
 
 
-def load_file(path: str) -> tuple[list[LoadedRule], list[RuleError]]:
-    """Load one rule file; return its rules and every error found in it."""
+def load_file(path: str, _including: frozenset[str] = frozenset()) -> tuple[list[LoadedRule], list[RuleError]]:
+    """Load one rule file (and what it includes); return its rules and every error found."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
@@ -160,12 +160,42 @@ def load_file(path: str) -> tuple[list[LoadedRule], list[RuleError]]:
             loc, msg = error_message(err, data)
             errors.append(RuleError(path, pos.line_of(loc), msg))
         return [], errors
-    loaded = [LoadedRule(r, path, pos.line_of(("rules", i))) for i, r in enumerate(parsed.rules)]
-    return loaded, errors
+    own = [LoadedRule(r, path, pos.line_of(("rules", i))) for i, r in enumerate(parsed.rules)]
+    if not parsed.include:
+        if parsed.disable:
+            errors.append(RuleError(path, pos.line_of(("disable",)), "disable: needs an include to disable from"))
+        return own, errors
+    included: list[LoadedRule] = []
+    stack = _including | {os.path.abspath(path)}
+    for i, inc in enumerate(parsed.include):
+        target = _resolve_include(inc, path)
+        if os.path.abspath(target) in stack:
+            errors.append(RuleError(path, pos.line_of(("include", i)), f"include: {inc!r} includes itself"))
+            continue
+        got, errs = load_file(target, stack)
+        included += got
+        errors += errs
+    names = {r.rule.name for r in included}
+    for i, name in enumerate(parsed.disable):
+        if name not in names:
+            errors.append(RuleError(path, pos.line_of(("disable", i)), f"disable: no included rule named {name!r}"))
+    replaced = {r.rule.name for r in own}
+    keep = [r for r in included if r.rule.name not in replaced and r.rule.name not in parsed.disable]
+    return keep + own, errors
+
+
+def _resolve_include(name: str, path: str) -> str:
+    if name == "default":
+        from hjepa_watch.rules.pack import default_pack
+
+        return default_pack()
+    return str(Path(path).parent / name)
 
 
 def load_rules(paths: list[str]) -> list[LoadedRule]:
     """Load and validate rule files (and directories of them) as one set.
+
+    ``default`` stands for the bundled pack.
 
     Raises:
         RuleLoadError: with every error of every file, including rule names used twice.
@@ -176,6 +206,10 @@ def load_rules(paths: list[str]) -> list[LoadedRule]:
     if not files:
         raise RuleLoadError([RuleError(p, 0, "no rule files (*.yaml, *.yml) here") for p in paths])
     for f in files:
+        if f == "default":
+            from hjepa_watch.rules.pack import default_pack
+
+            f = default_pack()
         if not os.path.exists(f):
             errors.append(RuleError(f, 0, "no such file"))
             continue

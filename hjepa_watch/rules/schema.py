@@ -164,6 +164,7 @@ class Rule(BaseModel):
     clear: Any = None
     keep_firing_for: Any = None
     warmup: int = Field(default=0, ge=0)
+    until: int | None = Field(default=None, gt=0)
     severity: Severity = "warning"
     labels: dict[str, str] = Field(default_factory=dict)
     summary: str | None = None
@@ -216,8 +217,6 @@ class Rule(BaseModel):
         if cond == "stale" and isinstance(v, str):
             return parse_duration(v)
         t = _level(v, cond, "threshold")
-        if cond in ("trend_up", "trend_down") and t < 0:
-            raise ValueError(f"threshold of {cond} is a slope magnitude and must be >= 0")
         if cond == "spike" and t <= 0:
             raise ValueError("threshold of spike must be > 0 (a factor, or a z-score)")
         if cond in ("drop_from_max", "rise_from_min", "stale") and t <= 0:
@@ -325,8 +324,18 @@ def _check_template(text: str, info: ValidationInfo) -> str:
 
 
 class RuleFile(BaseModel):
-    """A rule file: ``rules: [...]``."""
+    """A rule file: ``rules: [...]``, optionally on top of other files.
+
+    Attributes:
+        include: rule files loaded first (``default``: the bundled H-JEPA pack; paths
+            are relative to this file). A rule here with the name of an included
+            rule replaces it.
+        disable: names of included rules to drop.
+        rules: this file's rules.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    rules: list[Rule]
+    include: list[str] = Field(default_factory=list)
+    disable: list[str] = Field(default_factory=list)
+    rules: list[Rule] = Field(default_factory=list)
