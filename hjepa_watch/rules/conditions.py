@@ -152,11 +152,11 @@ def window_reduce(view: View, span: Span | None, how: str, trailing: bool = Fals
         elif how == "max":
             out[a : a + _BLOCK] = np.fmax.reduce(w, axis=1)
         else:
-            out[a : a + _BLOCK] = _nanmedian_rows(w)
+            out[a : a + _BLOCK] = nanmedian_rows(w)
     return out, full
 
 
-def _nanmedian_rows(w: np.ndarray) -> np.ndarray:
+def nanmedian_rows(w: np.ndarray) -> np.ndarray:
     """Median of each row, NaN left out; a row of NaN gives NaN.
 
     Rows without NaN (nearly all: only incomplete windows and NaN values have them)
@@ -255,9 +255,9 @@ def _reference(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, mad: bool) -> tupl
     for a in range(0, len(lo), _BLOCK):
         b = min(a + _BLOCK, len(lo))
         w = _masked_windows(x, lo[a:b], hi[a:b])
-        med[a:b] = _nanmedian_rows(w)
+        med[a:b] = nanmedian_rows(w)
         if mad:
-            dev[a:b] = _nanmedian_rows(np.abs(w - med[a:b, None])) * 1.4826
+            dev[a:b] = nanmedian_rows(np.abs(w - med[a:b, None])) * 1.4826
     return med, dev
 
 

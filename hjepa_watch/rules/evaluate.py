@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from hjepa_watch.alerts import Alert, AlertKey, AlertState, advance
 from hjepa_watch.events.tailer import ScalarBatch
@@ -229,31 +230,26 @@ class Evaluator:
             return []
         routes = self._route(batch.run, batch.tags)
         wanted = np.array([s is not None for s in routes])
-        sel = np.flatnonzero(wanted[batch.tag_id])
-        if not len(sel):
+        keys = batch.tag_id.astype(np.uint16) if len(routes) <= 1 << 16 else batch.tag_id
+        order = np.argsort(keys, kind="stable")  # a radix sort: tags contiguous, file order kept
+        tag_s = batch.tag_id[order]
+        bounds = np.flatnonzero(np.diff(tag_s)) + 1
+        starts, ends = np.r_[0, bounds], np.r_[bounds, len(order)]
+        runs = [(a, b) for a, b in zip(starts.tolist(), ends.tolist(), strict=True) if wanted[tag_s[a]]]
+        if not runs:
             return []
-        tag_id = batch.tag_id[sel]
-        order = sel[np.argsort(tag_id.astype(np.uint16) if len(routes) <= 1 << 16 else tag_id, kind="stable")]
-        bounds = np.flatnonzero(np.diff(batch.tag_id[order])) + 1
+        # One gather per column; every tag's points are then a slice (no copies).
+        step_s, wall_s = batch.step[order], batch.wall_time[order]
+        value_s, seg_s = batch.value[order], batch.segment[order]
         out: list[tuple[float, int, Transition]] = []
-        for a, b in zip(np.r_[0, bounds].tolist(), np.r_[bounds, len(order)].tolist(), strict=True):
-            idx = order[a:b]
-            series = routes[int(batch.tag_id[idx[0]])]
-            seg = batch.segment[idx]
-            cuts = np.flatnonzero(np.diff(seg)) + 1
-            for lo, hi in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(idx)].tolist(), strict=True):
-                part = idx[lo:hi]
-                self._feed(
-                    series,
-                    int(seg[lo]),
-                    batch.step[part],
-                    batch.wall_time[part],
-                    batch.value[part],
-                    part,
-                    now,
-                    out,
-                )
-        self.points_evaluated += len(sel)
+        sel = 0
+        for a, b in runs:
+            series = routes[int(tag_s[a])]
+            sel += b - a
+            cuts = np.flatnonzero(np.diff(seg_s[a:b])) + 1 + a
+            for lo, hi in zip(np.r_[a, cuts].tolist(), np.r_[cuts, b].tolist(), strict=True):
+                self._feed(series, int(seg_s[lo]), step_s[lo:hi], wall_s[lo:hi], value_s[lo:hi], order[lo:hi], now, out)
+        self.points_evaluated += sel
         out.sort(key=lambda x: (x[0], x[1]))
         return [t for _, _, t in out]
 
@@ -460,14 +456,14 @@ STALE_STEADY = 5
 
 def _steady(history: np.ndarray, gap: np.ndarray, threshold: float) -> np.ndarray:
     """Per new point: were the (up to STALE_GAPS) gaps before it steady, at least two of them?"""
-    all_gaps = np.concatenate([history, np.where(np.isfinite(gap), gap, np.nan)])
-    out = np.zeros(len(gap), bool)
-    base = len(history)
-    for i in range(len(gap)):  # a handful of points per batch and series
-        before = all_gaps[max(0, base + i - STALE_GAPS) : base + i]
-        before = before[np.isfinite(before)]
-        out[i] = len(before) >= 2 and float(np.median(before)) * STALE_STEADY <= threshold
-    return out
+    all_gaps = np.concatenate([np.full(STALE_GAPS, np.nan), history, np.where(np.isfinite(gap), gap, np.nan)])
+    start = STALE_GAPS + len(history)
+    idx = np.arange(start, start + len(gap))
+    rows = sliding_window_view(all_gaps, STALE_GAPS)[idx - STALE_GAPS]  # the gaps before each point
+    enough = np.count_nonzero(np.isfinite(rows), axis=1) >= 2
+    typical = conditions.nanmedian_rows(rows)
+    with np.errstate(invalid="ignore"):
+        return enough & (typical * STALE_STEADY <= threshold)
 
 
 _ALERT_FIELDS = ("breaches", "last_breach_at", "since_breach")
