@@ -7,7 +7,7 @@ Makes (or reuses from the cache folder) one run written by torch's SummaryWriter
 with the H-JEPA tag vocabulary of DESIGN.md §8, then times, each in its own process
 pinned to one core (``taskset``), with the file in the page cache:
 
-* ``hjepa-watch replay`` (both CRCs verified): the ``seconds`` of its summary line,
+* ``hjepa-watch replay --no-rules`` (ingest only, both CRCs verified): the ``seconds`` of its summary line,
   i.e. ingest without interpreter start-up; its peak RSS too;
 * TensorBoard's legacy ``EventAccumulator.Reload()``;
 * the Rust data server of ``tensorboard-data-server`` (``--reload once``), until it
@@ -147,7 +147,7 @@ def time_hjepa(logdir: Path, cores: str) -> tuple[float, int, int]:
     code = (
         "import json, resource, sys\n"
         "from hjepa_watch.cli import main\n"
-        "rc = main(['replay', sys.argv[1], '--json'])\n"
+        "rc = main(['replay', sys.argv[1], '--json', '--no-rules'])\n"
         "print(json.dumps({'maxrss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))\n"
     )
     out = subprocess.run([*pinned(cores), sys.executable, "-c", code, str(logdir)], capture_output=True, text=True)

@@ -134,6 +134,8 @@ def advance(
     """
     n = len(breach)
     out: list[tuple[int, AlertState]] = []
+    if alert.state is _INACTIVE and not breach.any():
+        return out  # the common case: nothing to do
     breaches = _Index(breach)
     breaking = _Index(valid & ~breach)  # a valid point that does not breach ends a breach run
     clears: _Index | None = None

@@ -41,7 +41,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from hjepa_watch.output import human_line
     from hjepa_watch.replay import replay
 
-    rules = _load_rules(args.rules)
+    rules = [] if args.no_rules else _load_rules(args.rules)
     transitions, summary = replay(args.logdir, rules, on_notice=_print_notice)
     for t in transitions:
         print(json_line(t.to_json()) if args.json else human_line(t))
@@ -291,6 +291,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("logdir", nargs="+", metavar="LOGDIR")
     r.add_argument("--rules", action="append", metavar="PATH", help="rule file or directory (repeatable)")
     r.add_argument("--json", action="store_true", help="one JSON object per line (DESIGN.md §4)")
+    r.add_argument("--no-rules", action="store_true", help="read and summarise only (no rule evaluation)")
     r.set_defaults(func=_cmd_replay)
     c = sub.add_parser("check-rules", help="validate rule files: exit 0 valid, 1 invalid")
     c.add_argument("paths", nargs="+", metavar="PATH")

@@ -140,7 +140,7 @@ class Daemon:
         self.tailer = Tailer(logdirs, corrupt_grace=corrupt_grace, on_notice=self._notice)
         self.tailer.restore(state.runs(), state.files())
         self.rules = rules
-        self.evaluator = Evaluator(rules)
+        self.evaluator = Evaluator(rules, persist=True)
         self.evaluator.restore(state.alerts(), state.series())
         self.notifier = Notifier()
         self._missing: set[str] = set()
@@ -317,7 +317,7 @@ class Daemon:
         if alerts or series:
             self.state.commit(alerts=alerts, series=series)
         self.rules = rules
-        self.evaluator = Evaluator(rules)
+        self.evaluator = Evaluator(rules, persist=True)
         self.evaluator.restore(self.state.alerts(), self.state.series())
         self._notice(Notice("rules", "", f"rules reloaded: {len(rules)} rules"))
         return True

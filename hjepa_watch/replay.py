@@ -21,7 +21,7 @@ from hjepa_watch.rules.loader import LoadedRule
 #: Points per evaluation call in replay. Evaluation has a fixed cost per call and
 #: instance; reading hands out 4 MiB chunks, so consecutive chunks of a run are
 #: joined (bounded: 32 bytes a point).
-COALESCE = 1 << 20
+COALESCE = 1 << 19
 
 
 def _coalesce(batches: Iterable[ScalarBatch], limit: int) -> Iterator[ScalarBatch]:
@@ -96,7 +96,8 @@ def replay(
     evaluator = Evaluator(rules or [])
     transitions: list[Transition] = []
     newest = None
-    for batch in _coalesce(tailer.poll(), COALESCE):
+    batches = _coalesce(tailer.poll(), COALESCE) if rules else tailer.poll()
+    for batch in batches:
         if rules:
             transitions += evaluator.process(batch)
         if len(batch):

@@ -153,10 +153,13 @@ class Evaluator:
 
     Args:
         rules: the loaded rules.
+        persist: keep track of what changed for :meth:`take_dirty` (the daemon's
+            commits); off for replay and tests, where nothing would ever take it.
     """
 
-    def __init__(self, rules: list[LoadedRule] | list[Rule]) -> None:
+    def __init__(self, rules: list[LoadedRule] | list[Rule], persist: bool = False) -> None:
         self.rules = [r.rule if isinstance(r, LoadedRule) else r for r in rules]
+        self.persist = persist
         self._compiled = [
             _CompiledRule(r, [compile_pattern(p) for p in [r.metric, *r.also]], compile_pattern(r.runs))
             for r in self.rules
@@ -261,13 +264,14 @@ class Evaluator:
                 inst.alert.cancel_pending()
                 inst.running = conditions.Running()
                 inst.points = 0
-        first_seq = series.count
-        prev = self._dirty_series.get(series.key)
-        if prev is not None and prev[0] + sum(len(p[0]) for p in prev[1]) == first_seq:
-            prev[1].append((step, wall, value))
-        else:
-            self._dirty_series[series.key] = (first_seq, [(step, wall, value)])
-        self._dirty_alerts.update(i.key for i in series.instances)
+        if self.persist:
+            first_seq = series.count
+            prev = self._dirty_series.get(series.key)
+            if prev is not None and prev[0] + sum(len(p[0]) for p in prev[1]) == first_seq:
+                prev[1].append((step, wall, value))
+            else:
+                self._dirty_series[series.key] = (first_seq, [(step, wall, value)])
+            self._dirty_alerts.update(i.key for i in series.instances)
         h = len(series.step)
         all_step = np.concatenate([series.step, step])
         all_wall = np.concatenate([series.wall, wall])
