@@ -21,7 +21,7 @@ from hjepa_watch.rules.loader import LoadedRule
 #: Points per evaluation call in replay. Evaluation has a fixed cost per call and
 #: instance; reading hands out 4 MiB chunks, so consecutive chunks of a run are
 #: joined (bounded: 32 bytes a point).
-COALESCE = 1 << 19
+COALESCE = 1 << 20
 
 
 def _coalesce(batches: Iterable[ScalarBatch], limit: int) -> Iterator[ScalarBatch]:
