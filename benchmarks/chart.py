@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from hjepa_watch.notify.chart import render_png
-from hjepa_watch.notify.message import render
+from hjepa_watch.notify.message import render, sample_alert
 
 
 def main() -> None:
@@ -32,20 +32,7 @@ def main() -> None:
     render_png(steps, values, title="warm-up", threshold=0.1)
     first = time.perf_counter() - t0
     charts, texts = [], []
-    alert = {
-        "rule": "collapse_std",
-        "run": "exp",
-        "labels": {"level": "0"},
-        "state": "firing",
-        "severity": "critical",
-        "metric": "train/collapse/level0_std_sqrt_d",
-        "value": 0.05,
-        "threshold": 0.1,
-        "step": 900,
-        "wall_time": time.time(),
-        "summary": "collapsed",
-        "condition": "below",
-    }
+    alert = sample_alert(time.time())
     for _ in range(args.repeats):
         t = time.perf_counter()
         png = render_png(

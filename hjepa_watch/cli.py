@@ -188,41 +188,15 @@ SUBCOMMANDS = ("replay", "check-rules", "test-rules", "history", "notify-test", 
 def _cmd_notify_test(args: argparse.Namespace) -> int:
     import time
 
-    from hjepa_watch.notify.channels import Channel, Redactor, masked
-    from hjepa_watch.notify.chart import render_png
-    from hjepa_watch.notify.message import render
-    from hjepa_watch.notify.outbox import send
+    from hjepa_watch.notify.outbox import notify_test
 
-    now = time.time()
-    sample = {
-        "rule": "collapse_std",
-        "run": "notify-test",
-        "labels": {"level": "0"},
-        "state": "firing",
-        "severity": "critical",
-        "metric": "train/collapse/level0_std_sqrt_d",
-        "value": 0.05,
-        "threshold": 0.1,
-        "step": 1200,
-        "wall_time": now - 90,
-        "summary": "level 0 of notify-test collapsed: std*sqrt(D) 0.05 at step 1200",
-        "condition": "below",
-    }
-    title, body = render([sample], now)
-    title = "[TEST] " + title
-    steps = list(range(0, 1300, 10))
-    values = [0.9 if s < 1000 else max(0.9 - (s - 1000) / 200, 0.05) for s in steps]
-    png = render_png(steps, values, title=f"{sample['metric']} · notify-test", threshold=0.1, firing_from=1180)
-    redact = Redactor(args.urls)
     failed = 0
-    for url in args.urls:
-        outcome = send(Channel(masked(url), url), title, body, png)
+    for name, outcome in notify_test(args.urls, time.time()):
         if outcome.ok:
-            print(f"ok      {masked(url)}")
+            print(f"ok      {name}")
         else:
             failed += 1
-            kind = "failed" if outcome.permanent else "failed (transient)"
-            print(f"{kind}  {masked(url)}: {redact(outcome.error)}")
+            print(f"{'failed' if outcome.permanent else 'failed (transient)'}  {name}: {outcome.error}")
     return EXIT_CHECK_FAILED if failed else EXIT_OK
 
 

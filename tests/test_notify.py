@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hjepa_watch.notify.channels import Channel, Redactor, masked
-from hjepa_watch.notify.message import render
+from hjepa_watch.notify.message import render, sample_alert
 from hjepa_watch.notify.outbox import Sender, send
 from hjepa_watch.state import StateDB
 
@@ -92,22 +92,9 @@ def smtp():
 
 
 def _alert(**kw) -> dict:
-    d = {
-        "rule": "collapse_std",
-        "run": "exp/a",
-        "labels": {"level": "0"},
-        "state": "firing",
-        "severity": "critical",
-        "metric": "train/collapse/level0_std_sqrt_d",
-        "value": 0.05,
-        "threshold": 0.1,
-        "step": 900,
-        "wall_time": time.time() - 30,
-        "summary": "level 0 of exp/a collapsed",
-        "condition": "below",
-        "segment": 0,
-    }
-    return {**d, **kw}
+    base = sample_alert(time.time())
+    base.update(run="exp/a", step=900, wall_time=time.time() - 30, summary="level 0 of exp/a collapsed")
+    return {**base, **kw}
 
 
 def test_message_fields_and_hint() -> None:

@@ -87,3 +87,22 @@ def render(alerts: list[dict], now: float) -> tuple[str, str]:
     if len(alerts) > 20:
         body += ["", f"… and {len(alerts) - 20} more: `hjepa-watch history` lists them all."]
     return title, "\n".join(body)
+
+
+def sample_alert(now: float) -> dict:
+    """A representative firing alert (``notify-test``, benchmarks, tests)."""
+    return {
+        "rule": "collapse_std",
+        "run": "notify-test",
+        "labels": {"level": "0"},
+        "state": "firing",
+        "severity": "critical",
+        "metric": "train/collapse/level0_std_sqrt_d",
+        "value": 0.05,
+        "threshold": 0.1,
+        "step": 1200,
+        "wall_time": now - 90,
+        "summary": "level 0 of notify-test collapsed: std*sqrt(D) 0.05 at step 1200",
+        "condition": "below",
+        "segment": 0,
+    }

@@ -218,3 +218,22 @@ class Sender:
         finally:
             if self._db is not None:
                 self._db.close()
+
+
+def notify_test(urls: list[str], now: float) -> list[tuple[str, Outcome]]:
+    """Send a sample alert, with a chart, through each URL; (masked URL, outcome) per URL."""
+    from hjepa_watch.notify.channels import masked
+    from hjepa_watch.notify.message import sample_alert
+
+    alert = sample_alert(now)
+    title, body = render([alert], now)
+    steps = list(range(0, 1300, 10))
+    values = [0.9 if s < 1000 else max(0.9 - (s - 1000) / 200, 0.05) for s in steps]
+    png = render_png(steps, values, title=f"{alert['metric']} · {alert['run']}", threshold=0.1, firing_from=1180)
+    redact = Redactor(urls)
+    out = []
+    for url in urls:
+        outcome = send(Channel(masked(url), url), "[TEST] " + title, body, png)
+        outcome.error = redact(outcome.error)
+        out.append((masked(url), outcome))
+    return out
