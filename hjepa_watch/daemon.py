@@ -29,8 +29,9 @@ from hjepa_watch.alerts import AlertKey
 from hjepa_watch.events.discovery import LogdirError
 from hjepa_watch.events.tailer import Notice, ScalarBatch, Tailer
 from hjepa_watch.events.watch import ChangeWatcher
-from hjepa_watch.rules.evaluate import Evaluator, Transition
+from hjepa_watch.rules.evaluate import Evaluator
 from hjepa_watch.rules.loader import LoadedRule, RuleLoadError
+from hjepa_watch.rules.transition import Transition
 from hjepa_watch.sdnotify import Notifier
 from hjepa_watch.state import StateDB
 

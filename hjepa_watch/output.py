@@ -9,7 +9,7 @@ from typing import TextIO
 
 from hjepa_watch.daemon import Output
 from hjepa_watch.events.tailer import Notice
-from hjepa_watch.rules.evaluate import Transition
+from hjepa_watch.rules.transition import Transition
 
 _STATE = {"pending": "PENDING ", "firing": "FIRING  ", "resolved": "RESOLVED"}
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from hjepa_watch.events.tailer import Notice, ScalarBatch, Tailer
-from hjepa_watch.rules.evaluate import Evaluator, Transition
+from hjepa_watch.rules.evaluate import Evaluator
 from hjepa_watch.rules.loader import LoadedRule
+from hjepa_watch.rules.transition import Transition
 
 #: Points per evaluation call in replay. Evaluation has a fixed cost per call and
 #: instance; reading hands out 4 MiB chunks, so consecutive chunks of a run are

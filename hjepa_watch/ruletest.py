@@ -27,8 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from hjepa_watch.alerts import AlertKey, AlertState
 from hjepa_watch.events.segments import SegmentTracker
 from hjepa_watch.events.tailer import ScalarBatch
-from hjepa_watch.rules.evaluate import Evaluator, Transition
+from hjepa_watch.rules.evaluate import Evaluator
 from hjepa_watch.rules.loader import PositionedYaml, RuleError, RuleLoadError, error_message, load_rules, yaml_error
+from hjepa_watch.rules.transition import Transition
 
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _TOKEN = re.compile(
