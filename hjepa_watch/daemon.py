@@ -26,9 +26,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hjepa_watch.alerts import AlertKey
-from hjepa_watch.events.discovery import LogdirError
 from hjepa_watch.events.tailer import Notice, ScalarBatch, Tailer
-from hjepa_watch.events.watch import ChangeWatcher
+from hjepa_watch.events.watch import ChangeWatcher, Rescanner
 from hjepa_watch.rules.evaluate import Evaluator
 from hjepa_watch.rules.loader import LoadedRule, RuleLoadError
 from hjepa_watch.rules.transition import Transition
@@ -144,7 +143,6 @@ class Daemon:
         self.evaluator = Evaluator(rules, persist=True)
         self.evaluator.restore(state.alerts(), state.series())
         self.notifier = Notifier()
-        self._missing: set[str] = set()
 
     # -- outputs -------------------------------------------------------------
 
@@ -291,19 +289,6 @@ class Daemon:
                 )
             )
 
-    def _scan(self, watcher: ChangeWatcher) -> None:
-        try:
-            self.tailer.scan()
-            if self._missing:
-                self._notice(Notice("logdir", "", "log directory is back"))
-                self._missing.clear()
-                watcher.rewatch()
-        except LogdirError as e:
-            # Deleted or unmounted: say so once, keep everything, wait for it to return.
-            if str(e) not in self._missing:
-                self._missing.add(str(e))
-                self._notice(Notice("logdir", "", f"{e}; waiting for it to come back"))
-
     def reload(self) -> bool:
         """Load the rule files again; on error keep the old rules (SIGHUP)."""
         try:
@@ -334,8 +319,9 @@ class Daemon:
         watcher = ChangeWatcher(self.tailer.logdirs, self._notice)
         if self.use_inotify:
             watcher.start()
+        scan = Rescanner(self.tailer, watcher)
         try:
-            self._scan(watcher)
+            scan()
             self._process(self.tailer.poll(), stop)  # catch up
             self._tick()
             self.notifier.send("READY=1")
@@ -355,14 +341,14 @@ class Daemon:
                     self.reload()
                 now = self.clock()
                 if now >= next_full:
-                    self._scan(watcher)
+                    scan()
                     self._process(self.tailer.poll(), stop)
                     self._tick()
                     self._repeat()
                     next_full = now + self.poll_interval
                 elif changes.paths or changes.rescan:
                     if changes.rescan or any(not self.tailer.knows(p) for p in changes.paths):
-                        self._scan(watcher)
+                        scan()
                     self._process(self.tailer.poll(changes.paths), stop)
         finally:
             self.notifier.send("STOPPING=1")

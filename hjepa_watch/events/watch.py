@@ -127,6 +127,32 @@ class ChangeWatcher:
             self._observer = None
 
 
+class Rescanner:
+    """Scans for runs; a LOGDIR that disappears is reported once and waited for.
+
+    Deleted or unmounted directories are normal for a daemon that runs for weeks:
+    what was read is kept, and when the directory comes back it is watched again.
+    """
+
+    def __init__(self, tailer: Tailer, watcher: ChangeWatcher) -> None:
+        self.tailer, self.watcher = tailer, watcher
+        self.missing: set[str] = set()
+
+    def __call__(self) -> None:
+        """Scan once."""
+        try:
+            self.tailer.scan()
+        except LogdirError as e:
+            if str(e) not in self.missing:
+                self.missing.add(str(e))
+                self.tailer.report("logdir", "", f"{e}; waiting for it to come back")
+            return
+        if self.missing:
+            self.tailer.report("logdir", "", "log directory is back")
+            self.missing.clear()
+            self.watcher.rewatch()
+
+
 def follow(
     tailer: Tailer,
     *,
@@ -148,20 +174,7 @@ def follow(
     watcher = ChangeWatcher(tailer.logdirs, tailer.on_notice)
     if use_inotify:
         watcher.start()
-    missing: set[str] = set()
-
-    def scan() -> None:
-        try:
-            tailer.scan()
-            if missing:
-                tailer.report("logdir", ", ".join(sorted(missing)), "log directory is back")
-                missing.clear()
-                watcher.rewatch()
-        except LogdirError as e:
-            # A deleted or unmounted LOGDIR: say so once, keep what was read, wait for it.
-            if str(e) not in missing:
-                missing.add(str(e))
-                tailer.report("logdir", "", f"{e}; waiting for it to come back")
+    scan = Rescanner(tailer, watcher)
 
     try:
         scan()
