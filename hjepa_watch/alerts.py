@@ -22,7 +22,7 @@ Semantics:
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -76,7 +76,6 @@ class Alert:
     last_breach_at: float | None = None
     since_breach: int = 0
     last_sent_at: float | None = None
-    extra: dict = field(default_factory=dict)
 
     def cancel_pending(self) -> None:
         """A new segment: a breach run of the old life does not carry over."""

@@ -39,14 +39,6 @@ class Channel:
             raise ChannelError(f"channel {self.name}: not a URL apprise understands")
         return p
 
-    @property
-    def attachments(self) -> bool:
-        """Whether the service takes attachments."""
-        try:
-            return bool(getattr(self.plugin(), "attachment_support", False))
-        except ChannelError:
-            return False
-
 
 def masked(url: str) -> str:
     """The URL as apprise's privacy mode prints it (tokens and passwords hidden)."""

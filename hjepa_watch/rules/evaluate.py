@@ -89,7 +89,6 @@ class Evaluator:
         self._series: dict[tuple[str, str], _Series | None] = {}
         self._instances: dict[AlertKey, _Instance] = {}
         self._routes: dict[str, list[_Series | None]] = {}  # run -> per tag id
-        self.points_evaluated = 0
         self._saved_instances: dict[AlertKey, dict] = {}
         self._saved_series: dict[tuple[str, str], object] = {}
         #: Changed since :meth:`take_dirty`: alert keys, and per series its new points.
@@ -167,14 +166,11 @@ class Evaluator:
         step_s, wall_s = batch.step[order], batch.wall_time[order]
         value_s, seg_s = batch.value[order], batch.segment[order]
         out: list[tuple[float, int, Transition]] = []
-        sel = 0
         for a, b in runs:
             series = routes[int(tag_s[a])]
-            sel += b - a
             cuts = np.flatnonzero(np.diff(seg_s[a:b])) + 1 + a
             for lo, hi in zip(np.r_[a, cuts].tolist(), np.r_[cuts, b].tolist(), strict=True):
                 self._feed(series, int(seg_s[lo]), step_s[lo:hi], wall_s[lo:hi], value_s[lo:hi], order[lo:hi], now, out)
-        self.points_evaluated += sel
         out.sort(key=lambda x: (x[0], x[1]))
         return [t for _, _, t in out]
 

@@ -30,13 +30,11 @@ Condition = Literal[
     "rise_from_min",
     "stale",
 ]
-CONDITIONS: tuple[str, ...] = Condition.__args__  # type: ignore[attr-defined]
 RANGE_CONDITIONS = ("outside", "inside")
 LEVEL_CONDITIONS = ("above", "below", "outside", "inside")
 WINDOWED = ("trend_up", "trend_down", "spike")
 Reduce = Literal["mean", "median", "min", "max", "last"]
 Severity = Literal["info", "warning", "critical"]
-SEVERITIES: tuple[str, ...] = Severity.__args__  # type: ignore[attr-defined]
 
 #: Names every template may use; rules add their captures and static labels.
 TEMPLATE_FIELDS = (
